@@ -1,0 +1,49 @@
+"""params.yaml access for stage scripts: each stage reads only its own block."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def from_block(cls: type[T], block: dict[str, Any]) -> T:
+    """Build a config dataclass from a params block, refusing unknown keys (typos fail loudly)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(block) - names
+    if unknown:
+        raise KeyError(f"unknown parameter(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(names)}")
+    return cls(**block)
+
+
+def save_resolved(obj: Any, path: str | Path) -> None:
+    """The final resolved config beside an output, so every artefact says how it was made."""
+    data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def configure_environment() -> None:
+    """Offline, no-telemetry defaults for every library the pipeline touches."""
+    for key, value in {
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        "FIFTYONE_DATABASE_VALIDATION": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
+        os.environ.setdefault(key, value)

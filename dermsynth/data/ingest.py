@@ -1,0 +1,113 @@
+"""Ingest every raw source found under data/raw into one manifest, quarantining bad inputs.
+
+Metadata problems are found by each source's reader; image problems by decoding every image
+once here (in parallel). The result is two tables that together account for every raw item:
+the manifest (usable) and the quarantine (with a reason per item).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from dermsynth.data.images import ImageProblem, load_image
+from dermsynth.data.records import TOO_SMALL, IngestError, Quarantined, Record
+from dermsynth.data.sources import ham10000, isic2019, isic2020, isic2024
+from dermsynth.parallel import pmap
+
+SOURCES = {m.NAME: m for m in (ham10000, isic2019, isic2020, isic2024)}
+MANIFEST_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "file", "width", "height", "diagnosis"]
+QUARANTINE_COLUMNS = ["source", "image_id", "reason", "file", "detail"]
+
+
+@dataclass
+class IngestResult:
+    manifest: pd.DataFrame
+    quarantine: pd.DataFrame
+
+    def summary(self) -> dict:
+        kept = self.manifest.groupby("source").size().to_dict() if len(self.manifest) else {}
+        q = self.quarantine
+        by_reason = {s: g.groupby("reason").size().to_dict() for s, g in q.groupby("source")} if len(q) else {}
+        total = len(self.manifest) + len(q)
+        return {
+            "kept": int(len(self.manifest)),
+            "quarantined": int(len(q)),
+            "quarantined_fraction": round(len(q) / total, 4) if total else 0.0,
+            "kept_per_source": {k: int(v) for k, v in kept.items()},
+            "quarantined_per_source": {s: {r: int(n) for r, n in d.items()} for s, d in by_reason.items()},
+            "labels": {k: int(v) for k, v in self.manifest.groupby("label").size().to_dict().items()} if len(self.manifest) else {},
+        }
+
+
+def detect_sources(raw_root: Path) -> list[str]:
+    """Source folders under `raw_root` recognised by their files (any subset may be present)."""
+    found = []
+    for name, mod in SOURCES.items():
+        folder = raw_root / name
+        if folder.is_dir() and mod.detect(folder):
+            found.append(name)
+    return found
+
+
+def _check(raw_root: Path, min_size: int, rec: Record) -> tuple[int, int] | Quarantined:
+    try:
+        img = load_image(raw_root, rec.file)
+    except ImageProblem as e:
+        return Quarantined(rec.source, rec.image_id, e.reason, rec.file, e.detail)
+    h, w = img.shape[:2]
+    if min(h, w) < min_size:
+        return Quarantined(rec.source, rec.image_id, TOO_SMALL, rec.file, f"{w}x{h} < {min_size} px")
+    return w, h
+
+
+def ingest(raw_root: str | Path, min_size: int = 64, workers: int = 0) -> IngestResult:
+    raw_root = Path(raw_root)
+    if not raw_root.is_dir():
+        raise IngestError(f"{raw_root}: raw data folder does not exist (run `dvc pull data.dvc`)")
+    sources = detect_sources(raw_root)
+    if not sources:
+        raise IngestError(f"{raw_root}: no known source folder ({', '.join(SOURCES)}) with its metadata file")
+    records: list[Record] = []
+    quarantined: list[Quarantined] = []
+    for name in sources:
+        res = SOURCES[name].read(raw_root / name, raw_root)
+        records += res.records
+        quarantined += res.quarantined
+    checked = pmap(functools.partial(_check, raw_root, min_size), records, workers, desc="ingest: decoding")
+    rows = []
+    for rec, out in zip(records, checked):
+        if isinstance(out, Quarantined):
+            quarantined.append(out)
+        else:
+            rows.append({**asdict(rec), "width": out[0], "height": out[1]})
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    quarantine = pd.DataFrame([q.row() for q in quarantined], columns=QUARANTINE_COLUMNS)
+    return IngestResult(manifest.sort_values(["source", "image_id"], ignore_index=True),
+                        quarantine.sort_values(["source", "image_id", "reason"], ignore_index=True))
+
+
+def check_usable(result: IngestResult, max_quarantine_fraction: float) -> None:
+    """Fail only when nothing usable remains or too much had to be quarantined."""
+    s = result.summary()
+    if s["kept"] == 0:
+        raise IngestError("no usable image remains after ingest; see reports/quarantine.csv")
+    if s["quarantined_fraction"] > max_quarantine_fraction:
+        raise IngestError(
+            f"{s['quarantined_fraction']:.1%} of raw items were quarantined, more than "
+            f"ingest.max_quarantine_fraction={max_quarantine_fraction:.1%}; see reports/quarantine.csv"
+        )
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"ingest: kept {s['kept']}, quarantined {s['quarantined']} ({s['quarantined_fraction']:.1%})"]
+    for src, n in s["kept_per_source"].items():
+        q = s["quarantined_per_source"].get(src, {})
+        qs = ", ".join(f"{r}: {c}" for r, c in sorted(q.items())) or "none"
+        lines.append(f"  {src:9s} kept {n:6d}   quarantined: {qs}")
+    for src, q in s["quarantined_per_source"].items():
+        if src not in s["kept_per_source"]:
+            lines.append(f"  {src:9s} kept      0   quarantined: " + ", ".join(f"{r}: {c}" for r, c in sorted(q.items())))
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""ISIC 2020 (SIIM-ISIC): train.csv (image_name, patient_id, ..., benign_malignant, target) and
+images in train/ (jpg)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dermsynth.data.records import SourceResult, clean, index_images, resolve_rows
+from dermsynth.data.sources.common import find_file, read_table
+
+NAME = "isic2020"
+METADATA = "train.csv"
+
+
+def detect(folder: Path) -> bool:
+    meta = find_file(folder, [METADATA])
+    return meta is not None and "image_name" in meta.read_text(errors="replace").splitlines()[0]
+
+
+def label_of(target: str, benign_malignant: str) -> tuple[str | None, str]:
+    by_target = {"1": "malignant", "0": "benign", "1.0": "malignant", "0.0": "benign"}.get(target.strip())
+    by_text = benign_malignant.strip().lower() or None
+    if by_text is not None and by_text not in ("benign", "malignant"):
+        return None, f"benign_malignant {benign_malignant!r} is neither benign nor malignant"
+    if by_target and by_text and by_target != by_text:
+        return None, f"conflicting: target={target!r} but benign_malignant={benign_malignant!r}"
+    label = by_target or by_text
+    return (label, "") if label else (None, f"target {target!r} is not 0 or 1")
+
+
+def read(folder: Path, raw_root: Path) -> SourceResult:
+    df = read_table(find_file(folder, [METADATA]), ["image_name", "patient_id", "target"])
+    bm = df["benign_malignant"] if "benign_malignant" in df.columns else [""] * len(df)
+    dx = df["diagnosis"] if "diagnosis" in df.columns else [""] * len(df)
+    rows = []
+    for name, pid, t, b, d in zip(df["image_name"], df["patient_id"], df["target"], bm, dx):
+        label, why = label_of(t, b)
+        rows.append((clean(name), label, why, {"lesion_id": "", "patient_id": clean(pid), "diagnosis": clean(d)}))
+    return resolve_rows(NAME, rows, raw_root, index_images(folder))

@@ -1,0 +1,51 @@
+"""ISIC 2024 (SLICE-3D): train-metadata.csv (isic_id, target, patient_id, ...) and
+train-image.hdf5 holding one dataset of encoded JPEG bytes per isic_id."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+from dermsynth.data.records import MISSING_FILE, ORPHAN, UNREADABLE, Quarantined, SourceResult, clean, resolve_rows
+from dermsynth.data.sources.common import find_file, read_table
+
+NAME = "isic2024"
+METADATA = "train-metadata.csv"
+IMAGES = "train-image.hdf5"
+
+
+def detect(folder: Path) -> bool:
+    return find_file(folder, [METADATA]) is not None and find_file(folder, [IMAGES]) is not None
+
+
+def read(folder: Path, raw_root: Path) -> SourceResult:
+    df = read_table(find_file(folder, [METADATA]), ["isic_id", "target", "patient_id"])
+    lesion = df["lesion_id"] if "lesion_id" in df.columns else [""] * len(df)
+    rows = []
+    for isic_id, t, pid, lid in zip(df["isic_id"], df["target"], df["patient_id"], lesion):
+        label = {"1": "malignant", "0": "benign", "1.0": "malignant", "0.0": "benign"}.get(t.strip())
+        rows.append((clean(isic_id), label, "" if label else f"target {t!r} is not 0 or 1",
+                     {"lesion_id": clean(lid), "patient_id": clean(pid), "diagnosis": ""}))
+    res = resolve_rows(NAME, rows, raw_root, index=None)
+    h5 = find_file(folder, [IMAGES])
+    rel = h5.relative_to(raw_root).as_posix()
+    try:
+        with h5py.File(h5, "r") as f:
+            keys = set(f.keys())
+    except OSError as e:
+        # The whole container is unreadable: every row is quarantined, none is silently lost.
+        res.quarantined += [Quarantined(NAME, r.image_id, UNREADABLE, rel, f"hdf5: {e}") for r in res.records]
+        res.records = []
+        return res
+    kept = []
+    for r in res.records:
+        if r.image_id in keys:
+            r.file = f"{rel}#{r.image_id}"
+            kept.append(r)
+        else:
+            res.quarantined.append(Quarantined(NAME, r.image_id, MISSING_FILE, rel, "no entry in the hdf5 file"))
+    listed = {r[0] for r in rows}
+    res.quarantined += [Quarantined(NAME, k, ORPHAN, f"{rel}#{k}", "hdf5 entry with no metadata row")
+                        for k in sorted(keys - listed)]
+    res.records = kept
+    return res

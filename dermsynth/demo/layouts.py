@@ -1,0 +1,217 @@
+"""Write phantoms in the native layouts of HAM10000, ISIC 2019, ISIC 2020 and ISIC 2024.
+
+The demo set mirrors the real archives' structure: several photographs per lesion, several lesions
+per patient (ISIC 2020/2024), class imbalance, HAM10000 images re-published in ISIC 2019 under the
+same ids (cross-source exact duplicates), and, with `defects=True`, one of each kind of bad input
+the ingest stage must quarantine, so the quarantine report of the demo is never empty.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from dermsynth.demo.phantom import STYLES, Lesion, render, sample_lesion
+
+HAM_MALIGNANT_DX = ["mel", "bcc", "akiec"]
+HAM_BENIGN_DX = ["nv", "bkl", "df", "vasc"]
+ISIC2019_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+SITES = ["torso", "upper extremity", "lower extremity", "head/neck", "palms/soles"]
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """How many lesions each source gets, its malignant share and its image size (w, h)."""
+
+    lesions: int
+    malignant: float
+    size: tuple[int, int]
+    photos: tuple[int, int]  # min, max photographs per lesion
+
+
+DEFAULT_SPECS: dict[str, DemoSpec] = {
+    "ham10000": DemoSpec(95, 0.30, (300, 225), (1, 3)),
+    "isic2019": DemoSpec(75, 0.35, (256, 256), (1, 2)),
+    "isic2020": DemoSpec(70, 0.25, (320, 240), (1, 2)),
+    "isic2024": DemoSpec(80, 0.25, (128, 128), (1, 1)),
+}
+
+
+def _jpeg(arr: np.ndarray, quality: int = 90, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality, **kw)
+    return buf.getvalue()
+
+
+def _photos(
+    source: str, spec: DemoSpec, rng: np.random.Generator
+) -> list[tuple[int, Lesion, np.ndarray]]:
+    """(lesion index, lesion, image) for every photograph of the source."""
+    out = []
+    n_mal = int(round(spec.lesions * spec.malignant))
+    labels = ["malignant"] * n_mal + ["benign"] * (spec.lesions - n_mal)
+    rng.shuffle(labels)
+    for li, label in enumerate(labels):
+        lesion = sample_lesion(label, rng)
+        for _ in range(int(rng.integers(spec.photos[0], spec.photos[1] + 1))):
+            out.append((li, lesion, render(lesion, STYLES[source], *spec.size, rng)))
+    return out
+
+
+def _patients(n_lesions: int, rng: np.random.Generator, prefix: str) -> list[str]:
+    """Assign lesions to patients, 1-4 lesions each."""
+    ids, p = [], 0
+    while len(ids) < n_lesions:
+        ids += [f"{prefix}{p:07d}"] * int(rng.integers(1, 5))
+        p += 1
+    return ids[:n_lesions]
+
+
+def write_ham10000(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool) -> list[np.ndarray]:
+    root.mkdir(parents=True, exist_ok=True)
+    rows, images = [], []
+    for i, (li, lesion, img) in enumerate(_photos("ham10000", spec, rng)):
+        image_id = f"ISIC_{24306 + i:07d}"
+        dx_pool = HAM_MALIGNANT_DX if lesion.label == "malignant" else HAM_BENIGN_DX
+        dx = dx_pool[int(rng.choice(len(dx_pool), p=[0.6, 0.3, 0.1] if len(dx_pool) == 3 else [0.7, 0.2, 0.05, 0.05]))]
+        rows.append(dict(
+            lesion_id=f"HAM_{li:07d}", image_id=image_id, dx=dx,
+            dx_type="histo" if lesion.label == "malignant" else str(rng.choice(["follow_up", "consensus", "histo"])),
+            age=float(rng.integers(20, 85) // 5 * 5), sex=str(rng.choice(["male", "female"])),
+            localization=str(rng.choice(["back", "lower extremity", "trunk", "face", "abdomen"])),
+        ))
+        part = "HAM10000_images_part_1" if i % 2 == 0 else "HAM10000_images_part_2"
+        (root / part).mkdir(exist_ok=True)
+        if defects and i == 3:
+            # A phone-style JPEG stored sideways with an EXIF orientation tag: must be rotated, kept.
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            data = _jpeg(np.ascontiguousarray(np.rot90(img, 1)), exif=exif)
+        else:
+            data = _jpeg(img)
+        (root / part / f"{image_id}.jpg").write_bytes(data)
+        images.append((image_id, img, rows[-1]))
+    meta = pd.DataFrame(rows)
+    if defects:
+        # Truncated download, an image listed but missing, an orphan image, a duplicated row.
+        trunc = root / "HAM10000_images_part_1" / f"{meta.image_id[0]}.jpg"
+        trunc.write_bytes(trunc.read_bytes()[: len(trunc.read_bytes()) // 2])
+        missing = dict(meta.iloc[1]); missing["image_id"] = "ISIC_9990001"
+        (root / "HAM10000_images_part_2" / "ISIC_9990002.jpg").write_bytes(_jpeg(images[5][1]))
+        meta = pd.concat([meta, pd.DataFrame([missing, dict(meta.iloc[7])])], ignore_index=True)
+    meta.to_csv(root / "HAM10000_metadata.csv", index=False)
+    return images
+
+
+def write_isic2019(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool,
+                   ham_images: list) -> None:
+    img_dir = root / "ISIC_2019_Training_Input"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    gt, meta, pixels = [], [], []
+    for i, (li, lesion, img) in enumerate(_photos("isic2019", spec, rng)):
+        pixels.append(img)
+        image_id = f"ISIC_{60000 + i:07d}"
+        if lesion.label == "malignant":
+            cls = str(rng.choice(["MEL", "BCC", "AK", "SCC"], p=[0.5, 0.3, 0.1, 0.1]))
+        else:
+            cls = str(rng.choice(["NV", "BKL", "DF", "VASC"], p=[0.7, 0.2, 0.05, 0.05]))
+        gt.append({"image": image_id, **{c: float(c == cls) for c in ISIC2019_CLASSES}})
+        meta.append(dict(image=image_id, age_approx=float(rng.integers(3, 17) * 5),
+                         anatom_site_general=str(rng.choice(SITES)),
+                         lesion_id="" if rng.random() < 0.2 else f"BCN_{li:07d}",
+                         sex=str(rng.choice(["male", "female"]))))
+        (img_dir / f"{image_id}.jpg").write_bytes(_jpeg(img))
+    # ISIC 2019 re-publishes HAM10000: same id, same pixels, same lesion.
+    for image_id, img, row in ham_images[10:16]:
+        cls = {"mel": "MEL", "bcc": "BCC", "akiec": "AK", "nv": "NV", "bkl": "BKL", "df": "DF", "vasc": "VASC"}[row["dx"]]
+        gt.append({"image": image_id, **{c: float(c == cls) for c in ISIC2019_CLASSES}})
+        meta.append(dict(image=image_id, age_approx=row["age"], anatom_site_general="torso",
+                         lesion_id=row["lesion_id"], sex=row["sex"]))
+        (img_dir / f"{image_id}.jpg").write_bytes(_jpeg(img))
+    if defects:
+        gt[2].update({"MEL": 1.0, "NV": 1.0})  # two diagnoses at once
+        gt[4].update({c: float(c == "UNK") for c in ISIC2019_CLASSES})  # unknown diagnosis
+        (img_dir / f"{gt[6]['image']}.jpg").write_text("<html>403 Forbidden</html>")  # not an image
+        # A 16-bit grayscale PNG (some scanners export these): converted, kept.
+        gray16 = pixels[8].mean(axis=2).astype(np.uint16) * 257
+        (img_dir / f"{gt[8]['image']}.jpg").unlink()
+        Image.fromarray(gray16).save(img_dir / f"{gt[8]['image']}.png")
+    pd.DataFrame(gt).to_csv(root / "ISIC_2019_Training_GroundTruth.csv", index=False)
+    pd.DataFrame(meta).to_csv(root / "ISIC_2019_Training_Metadata.csv", index=False)
+
+
+def write_isic2020(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool) -> None:
+    img_dir = root / "train"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    photos = _photos("isic2020", spec, rng)
+    patients = _patients(spec.lesions, rng, "IP_")
+    rows = []
+    for i, (li, lesion, img) in enumerate(photos):
+        image_name = f"ISIC_{80000 + i:07d}"
+        mal = lesion.label == "malignant"
+        rows.append(dict(
+            image_name=image_name, patient_id=patients[li], sex=str(rng.choice(["male", "female"])),
+            age_approx=float(rng.integers(4, 17) * 5), anatom_site_general_challenge=str(rng.choice(SITES)),
+            diagnosis="melanoma" if mal else str(rng.choice(["nevus", "unknown", "seborrheic keratosis"])),
+            benign_malignant="malignant" if mal else "benign", target=int(mal),
+        ))
+        if defects and i == 5:
+            Image.fromarray(img).convert("CMYK").save(img_dir / f"{image_name}.jpg", quality=90)
+        elif defects and i == 6:
+            Image.fromarray(img).convert("L").save(img_dir / f"{image_name}.jpg", quality=90)
+        else:
+            (img_dir / f"{image_name}.jpg").write_bytes(_jpeg(img))
+    if defects:
+        (img_dir / f"{rows[9]['image_name']}.jpg").write_bytes(_jpeg(photos[9][2][:20, :20]))  # too small
+        rows[11]["benign_malignant"] = "benign" if rows[11]["target"] else "malignant"  # conflicting
+        rows.append(dict(rows[12], image_name="../../../etc/passwd"))  # path traversal
+    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
+
+
+def write_isic2024(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    patients = _patients(spec.lesions, rng, "IP_9")
+    rows = []
+    with h5py.File(root / "train-image.hdf5", "w") as f:
+        for i, (li, lesion, img) in enumerate(_photos("isic2024", spec, rng)):
+            isic_id = f"ISIC_{100000 + i:07d}"
+            mal = lesion.label == "malignant"
+            rows.append(dict(isic_id=isic_id, target=int(mal), patient_id=patients[li],
+                             age_approx=float(rng.integers(6, 17) * 5), sex=str(rng.choice(["male", "female"])),
+                             anatom_site_general=str(rng.choice(SITES)),
+                             lesion_id=f"IL_{li:07d}" if mal else "",
+                             iddx_1="Malignant" if mal else "Benign", attribution="Demo phantom"))
+            data = _jpeg(img)
+            if defects and i == 2:
+                data = data[:30] + bytes(rng.integers(0, 256, 200, dtype=np.uint8))  # corrupt entry
+            if defects and i == 4:
+                continue  # metadata row whose image never made it into the hdf5
+            f.create_dataset(isic_id, data=np.bytes_(data))
+    pd.DataFrame(rows).to_csv(root / "train-metadata.csv", index=False)
+
+
+def write_demo(
+    raw_dir: str | Path,
+    seed: int = 0,
+    specs: dict[str, DemoSpec] | None = None,
+    defects: bool = True,
+) -> Path:
+    """Write the whole demo raw set under `raw_dir` (one folder per source)."""
+    raw_dir = Path(raw_dir)
+    specs = specs or DEFAULT_SPECS
+    rngs = {s: np.random.default_rng([seed, i]) for i, s in enumerate(STYLES)}
+    ham = []
+    if "ham10000" in specs:
+        ham = write_ham10000(raw_dir / "ham10000", specs["ham10000"], rngs["ham10000"], defects)
+    if "isic2019" in specs:
+        write_isic2019(raw_dir / "isic2019", specs["isic2019"], rngs["isic2019"], defects, ham)
+    if "isic2020" in specs:
+        write_isic2020(raw_dir / "isic2020", specs["isic2020"], rngs["isic2020"], defects)
+    if "isic2024" in specs:
+        write_isic2024(raw_dir / "isic2024", specs["isic2024"], rngs["isic2024"], defects)
+    return raw_dir

@@ -1,0 +1,175 @@
+"""Procedural dermoscopy-like phantoms.
+
+A lesion is drawn from a latent malignancy score `s` (benign ~ N(-mu, 1), malignant ~ N(+mu, 1)).
+Every visible feature (size, border irregularity, asymmetry, colour count, blue-grey veil, dark
+blotches) is a noisy function of `s`, so the two classes overlap: a good classifier reaches a
+balanced accuracy around Phi(mu) (~0.8 for the default mu), not 1.0. Each lesion is photographed
+several times with its own pose, lighting and hairs, and each source has its own skin tone, optics
+and artefacts, which gives the domain shift seen between HAM10000 and the ISIC archives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# The class separation of the latent score; Phi(0.9) ~ 0.82 is the Bayes balanced accuracy.
+CLASS_MU = 0.9
+
+
+@dataclass(frozen=True)
+class SourceStyle:
+    """How one archive's images look: skin tone, dermoscope optics, typical artefacts."""
+
+    skin_rgb: tuple[int, int, int]
+    contrast: float
+    blur: float  # Gaussian sigma in px of the optics at the source's resolution
+    vignette_prob: float  # share of images with the black circular dermoscope border
+    hair_mean: float
+    ruler_prob: float
+    bubble_prob: float
+
+
+STYLES: dict[str, SourceStyle] = {
+    "ham10000": SourceStyle((222, 172, 152), 1.00, 0.6, 0.05, 3.0, 0.10, 0.15),
+    "isic2019": SourceStyle((205, 160, 145), 1.10, 0.8, 0.45, 4.0, 0.15, 0.25),
+    "isic2020": SourceStyle((232, 190, 170), 0.90, 0.7, 0.20, 2.0, 0.05, 0.10),
+    "isic2024": SourceStyle((190, 150, 128), 0.80, 1.4, 0.00, 1.0, 0.00, 0.00),
+}
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """Everything that stays the same between photographs of one lesion."""
+
+    label: str  # benign | malignant
+    score: float
+    radius: float  # fraction of the image's short side
+    harmonics: tuple[tuple[float, float], ...]  # (amplitude, phase) of border harmonics k=2..
+    asym: tuple[float, float]  # pigment centre offset, fraction of the radius
+    base_rgb: tuple[int, int, int]
+    veil: float  # 0..1 strength of a blue-grey veil
+    blotches: float  # 0..1 share of dark blotches
+    texture_seed: int
+
+
+def sample_lesion(label: str, rng: np.random.Generator) -> Lesion:
+    mu = CLASS_MU if label == "malignant" else -CLASS_MU
+    s = float(rng.normal(mu, 1.0))
+    z = 1.0 / (1.0 + np.exp(-1.3 * s))  # 0..1 "how malignant it looks"
+    radius = float(np.clip(rng.normal(0.20 + 0.10 * z, 0.035), 0.10, 0.38))
+    irregular = 0.03 + 0.16 * z * rng.uniform(0.6, 1.4)
+    harmonics = tuple(
+        (float(irregular * rng.uniform(0.3, 1.0) / (1 + 0.5 * k)), float(rng.uniform(0, 2 * np.pi)))
+        for k in range(2, 9)
+    )
+    asym_r = 0.35 * z * rng.uniform(0.3, 1.2)
+    ang = rng.uniform(0, 2 * np.pi)
+    dark = 0.25 + 0.55 * z + rng.normal(0, 0.08)
+    brown = np.array([150, 95, 60]) * (1 - dark) + np.array([60, 35, 25]) * dark
+    return Lesion(
+        label=label,
+        score=s,
+        radius=radius,
+        harmonics=harmonics,
+        asym=(float(asym_r * np.cos(ang)), float(asym_r * np.sin(ang))),
+        base_rgb=tuple(int(c) for c in np.clip(brown, 0, 255)),
+        veil=float(np.clip(z * rng.uniform(-0.2, 1.1), 0, 1)),
+        blotches=float(np.clip(z * rng.uniform(-0.1, 0.9), 0, 1)),
+        texture_seed=int(rng.integers(2**31)),
+    )
+
+
+def _smooth_noise(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean, unit-std low-frequency noise."""
+    n = rng.standard_normal((h, w)).astype(np.float32)
+    n = cv2.GaussianBlur(n, (0, 0), sigmaX=max(scale, 0.5))
+    return (n - n.mean()) / (n.std() + 1e-6)
+
+
+def _draw_hairs(img: np.ndarray, count: int, rng: np.random.Generator) -> None:
+    h, w = img.shape[:2]
+    for _ in range(count):
+        p0 = rng.uniform([0, 0], [w, h])
+        p2 = p0 + rng.normal(0, 0.6, 2) * max(h, w)
+        p1 = (p0 + p2) / 2 + rng.normal(0, 0.15, 2) * max(h, w)
+        t = np.linspace(0, 1, 40)[:, None]
+        pts = ((1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2).astype(np.int32)
+        shade = int(rng.uniform(15, 60))
+        thick = int(rng.choice([1, 1, 2])) if max(h, w) < 400 else int(rng.choice([2, 3]))
+        cv2.polylines(img, [pts], False, (shade, shade - 5, shade - 10), thick, cv2.LINE_AA)
+
+
+def render(
+    lesion: Lesion,
+    style: SourceStyle,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One photograph of `lesion` as an RGB uint8 array of shape (height, width, 3)."""
+    h, w = height, width
+    short = min(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+    # Skin: source tone, per-image lighting, low-frequency mottling.
+    light = rng.uniform(0.9, 1.08)
+    skin = np.array(style.skin_rgb, np.float32) * light
+    img = np.ones((h, w, 3), np.float32) * skin
+    img += _smooth_noise(h, w, short / 12, rng)[..., None] * 9
+    img += _smooth_noise(h, w, 1.2, rng)[..., None] * 3
+
+    # Pose of this photograph: shift, rotation and zoom around the lesion.
+    cx = w / 2 + rng.normal(0, 0.06) * w
+    cy = h / 2 + rng.normal(0, 0.06) * h
+    rot = rng.uniform(0, 2 * np.pi)
+    r0 = lesion.radius * short * rng.uniform(0.9, 1.1)
+    dx, dy = xx - cx, yy - cy
+    rho = np.sqrt(dx**2 + dy**2)
+    theta = np.arctan2(dy, dx) - rot
+    border = np.ones_like(theta)
+    for k, (amp, phase) in enumerate(lesion.harmonics, start=2):
+        border += amp * np.cos(k * theta + phase)
+    edge = 0.6 + 2.5 * (1 - min(lesion.blotches + lesion.veil, 1))  # malignant borders are abrupt
+    inside = 1 / (1 + np.exp(np.clip((rho - r0 * border) / edge, -50, 50)))
+
+    # Pigment: darker towards an off-centre core (asymmetry), textured.
+    trng = np.random.default_rng(lesion.texture_seed + int(rng.integers(4)))
+    ax, ay = lesion.asym
+    ca, sa = np.cos(rot), np.sin(rot)
+    px, py = cx + r0 * (ax * ca - ay * sa), cy + r0 * (ax * sa + ay * ca)
+    core = np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * (0.6 * r0) ** 2))
+    tex = _smooth_noise(h, w, max(r0 / 6, 1), trng)
+    pig = np.array(lesion.base_rgb, np.float32)[None, None, :] * (1.15 - 0.35 * core[..., None])
+    pig *= 1 + 0.12 * tex[..., None]
+    if lesion.veil > 0.05:
+        veil = np.clip(_smooth_noise(h, w, r0 / 3, trng) + 1.2 * core - 0.6, 0, 1) * lesion.veil
+        pig = pig * (1 - veil[..., None]) + np.array([95, 105, 135], np.float32) * veil[..., None]
+    if lesion.blotches > 0.05:
+        blot = (_smooth_noise(h, w, max(r0 / 8, 1), trng) > 1.4 - lesion.blotches).astype(np.float32)
+        blot = cv2.GaussianBlur(blot, (0, 0), 1.0) * lesion.blotches
+        pig = pig * (1 - 0.7 * blot[..., None]) + 15 * blot[..., None]
+    img = img * (1 - inside[..., None]) + pig * inside[..., None]
+
+    # Source contrast, artefacts, optics.
+    img = (img - img.mean()) * style.contrast * rng.uniform(0.95, 1.05) + img.mean()
+    if rng.random() < style.bubble_prob:
+        for _ in range(int(rng.integers(1, 4))):
+            c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
+            cv2.circle(img, c, int(rng.uniform(0.02, 0.06) * short), (245, 245, 245), 1, cv2.LINE_AA)
+    if rng.random() < style.ruler_prob:
+        y0 = int(h * rng.uniform(0.85, 0.95))
+        for i in range(0, w, max(w // 30, 3)):
+            cv2.line(img, (i, y0), (i, y0 + (6 if i % 5 == 0 else 3)), (30, 30, 30), 1)
+    hair = np.clip(img, 0, 255).astype(np.uint8)
+    _draw_hairs(hair, int(rng.poisson(style.hair_mean)), rng)
+    img = hair.astype(np.float32)
+    img = cv2.GaussianBlur(img, (0, 0), style.blur)
+    # Vignetting: darker corners everywhere, and sometimes the dermoscope's black circular border.
+    rr = np.sqrt(((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2)
+    img *= (1 - 0.18 * np.clip(rr - 0.5, 0, None))[..., None]
+    if rng.random() < style.vignette_prob:
+        img *= (1 / (1 + np.exp((rr - 1.05) * 25)))[..., None]
+    img += rng.normal(0, 2.0, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)

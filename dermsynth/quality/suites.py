@@ -1,0 +1,116 @@
+"""The expectation suites of the data gates: raw manifest and prepared set."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import great_expectations.expectations as gxe
+import pandas as pd
+from PIL import Image
+
+from dermsynth.data.records import LABELS
+from dermsynth.quality.gate import Table
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    min_raw_size: int = 64
+    min_minority_fraction: float = 0.1  # per split and per test set; the real imbalance is reported anyway
+    min_split_rows: int = 10
+
+
+def _why(text: str) -> dict:
+    return {"why": text}
+
+
+def label_stats(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Counts and minority fraction per value of `by`."""
+    rows = []
+    for key, g in df.groupby(by):
+        n_mal = int((g["label"] == "malignant").sum())
+        rows.append({by: key, "n": len(g), "malignant": n_mal, "benign": len(g) - n_mal,
+                     "minority_fraction": min(n_mal, len(g) - n_mal) / len(g)})
+    return pd.DataFrame(rows)
+
+
+def raw_suite(manifest: pd.DataFrame, sources: list[str], cfg: QualityConfig) -> list[Table]:
+    required = ["image_id", "source", "label", "file", "width", "height"]
+    exps = [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, meta=_why("something usable must remain")),
+        gxe.ExpectTableColumnsToMatchSet(column_set=required, exact_match=False, meta=_why("manifest contract")),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c, meta=_why("required field")) for c in required],
+        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(LABELS)),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=sources),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["source", "image_id"], meta=_why("one row per image")),
+        gxe.ExpectColumnValuesToBeBetween(column="width", min_value=cfg.min_raw_size, meta=_why("raw resolution")),
+        gxe.ExpectColumnValuesToBeBetween(column="height", min_value=cfg.min_raw_size, meta=_why("raw resolution")),
+    ]
+    return [Table("manifest", manifest, exps), Table("labels_per_source", label_stats(manifest, "source"), [])]
+
+
+def image_files(manifest: pd.DataFrame, repo_root: Path) -> pd.DataFrame:
+    """What is really on disk for each manifest row (header read only, no full decode)."""
+    rows = []
+    for p in manifest["path"]:
+        f = repo_root / p
+        try:
+            with Image.open(f) as im:
+                rows.append({"path": p, "exists": True, "width": im.width, "height": im.height, "mode": im.mode})
+        except Exception:  # noqa: BLE001 - a missing or unreadable file is exactly what we report
+            rows.append({"path": p, "exists": f.exists(), "width": 0, "height": 0, "mode": ""})
+    return pd.DataFrame(rows, columns=["path", "exists", "width", "height", "mode"])
+
+
+def leakage(manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per lesion, patient and duplicate cluster: in how many splits it appears."""
+    parts = []
+    for key in ("lesion_id", "patient_id", "duplicate_cluster"):
+        if key not in manifest.columns:
+            continue
+        sub = manifest[manifest[key].notna() & (manifest[key].astype(str) != "")]
+        n = sub.groupby(sub[key].astype(str))["split"].nunique()
+        parts.append(pd.DataFrame({"key": key, "value": n.index, "n_splits": n.to_numpy()}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["key", "value", "n_splits"])
+
+
+def balance(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Label balance per split, and per test set (ISIC and HAM10000 are evaluated separately)."""
+    per_split = label_stats(manifest, "split").rename(columns={"split": "subset"})
+    test = manifest[manifest["split"] == "test"].assign(
+        subset=lambda d: "test:" + d["source"].where(d["source"] == "ham10000", "isic"))
+    return pd.concat([per_split, label_stats(test, "subset")], ignore_index=True)
+
+
+def prepared_suite(manifest: pd.DataFrame, repo_root: Path, size: int, cfg: QualityConfig) -> list[Table]:
+    files = image_files(manifest, repo_root)
+    return [
+        Table("manifest", manifest, [
+            gxe.ExpectTableColumnsToMatchSet(
+                column_set=["image_id", "source", "label", "lesion_id", "patient_id", "split", "path", "width", "height"],
+                exact_match=False, meta=_why("DESIGN.md manifest contract")),
+            *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("image_id", "source", "label", "split", "path")],
+            gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(LABELS)),
+            gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "val", "test"],
+                                                     meta=_why("all three splits present")),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["source", "image_id"]),
+            gxe.ExpectColumnValuesToBeUnique(column="path"),
+        ]),
+        Table("image_files", files, [
+            gxe.ExpectColumnValuesToBeInSet(column="exists", value_set=[True], meta=_why("every listed image exists")),
+            gxe.ExpectColumnValuesToBeBetween(column="width", min_value=size, max_value=size,
+                                              meta=_why("resolution equals prepare.size")),
+            gxe.ExpectColumnValuesToBeBetween(column="height", min_value=size, max_value=size,
+                                              meta=_why("resolution equals prepare.size")),
+            gxe.ExpectColumnValuesToBeInSet(column="mode", value_set=["RGB"]),
+        ]),
+        Table("balance", balance(manifest), [
+            gxe.ExpectColumnValuesToBeBetween(column="minority_fraction", min_value=cfg.min_minority_fraction,
+                                              meta=_why("quality.min_minority_fraction per split and test set")),
+            gxe.ExpectColumnValuesToBeBetween(column="n", min_value=cfg.min_split_rows,
+                                              meta=_why("quality.min_split_rows")),
+        ]),
+        Table("leakage", leakage(manifest), [
+            gxe.ExpectColumnValuesToBeBetween(column="n_splits", max_value=1,
+                                              meta=_why("no lesion, patient or duplicate cluster crosses splits")),
+        ]),
+    ]

@@ -1,0 +1,35 @@
+"""Stage preprocess: hair removal, lesion centring, resize, dedup, grouped splits -> data/prepared."""
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import pandas as pd
+
+from dermsynth.config import from_block, save_resolved
+from dermsynth.data.prepare import build_manifest, example_grid, preprocess_all
+from dermsynth.data.preprocess import PrepConfig
+from stages._common import main
+
+
+def run(params: dict) -> None:
+    p, paths = dict(params["prepare"]), params["paths"]
+    split = {k: p.pop(k) for k in ("val_fraction", "test_fraction", "phash_distance", "workers")}
+    cfg = from_block(PrepConfig, p)
+    prepared, reports = Path(paths["prepared"]), Path(paths["reports"]) / "preprocess"
+    shutil.rmtree(prepared, ignore_errors=True)  # DVC owns this output; stale images must not linger
+    reports.mkdir(parents=True, exist_ok=True)
+    interim = pd.read_csv(Path(paths["interim"]) / "manifest.csv", keep_default_na=False, dtype=str)
+    df = preprocess_all(interim, Path(paths["raw"]), prepared / "images", Path("."), cfg, split["workers"])
+    manifest, summary = build_manifest(df, split["phash_distance"], split["val_fraction"], split["test_fraction"],
+                                       params["seed"])
+    manifest.to_csv(prepared / "manifest.csv", index=False)
+    save_resolved({**vars(cfg), **split, "seed": params["seed"]}, prepared / "config.json")
+    (reports / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    grid = example_grid(interim, Path(paths["raw"]), cfg, seed=params["seed"])
+    cv2.imwrite(str(reports / "examples.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main(run)

@@ -1,0 +1,111 @@
+"""Ingest of each source layout and of every kind of bad input."""
+import io
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dermsynth.data import records as R
+from dermsynth.data.images import load_image
+from dermsynth.data.ingest import check_usable, detect_sources, ingest
+from dermsynth.data.records import IngestError, is_safe_id, safe_join
+
+
+def _reasons(res, source):
+    q = res.quarantine[res.quarantine.source == source]
+    return dict(zip(q.image_id, q.reason))
+
+
+def test_demo_detects_all_four_sources(demo_raw):
+    assert detect_sources(demo_raw) == ["ham10000", "isic2019", "isic2020", "isic2024"]
+
+
+def test_every_raw_item_is_accounted_for(demo_raw):
+    res = ingest(demo_raw, min_size=48, workers=1)
+    # Each metadata row and each orphan image is either kept or quarantined, exactly once.
+    ham = pd.read_csv(demo_raw / "ham10000/HAM10000_metadata.csv")
+    n_ham = (res.manifest.source == "ham10000").sum() + (res.quarantine.source == "ham10000").sum()
+    assert n_ham == len(ham) + 1  # + the orphan image
+    i24 = pd.read_csv(demo_raw / "isic2024/train-metadata.csv")
+    assert (res.manifest.source == "isic2024").sum() + (res.quarantine.source == "isic2024").sum() == len(i24)
+
+
+def test_each_defect_gets_its_reason(demo_raw):
+    res = ingest(demo_raw, min_size=48, workers=2)
+    ham, i19, i20, i24 = (_reasons(res, s) for s in ("ham10000", "isic2019", "isic2020", "isic2024"))
+    assert sorted(ham.values()) == sorted([R.TRUNCATED, R.DUPLICATE_ROW, R.MISSING_FILE, R.ORPHAN])
+    assert sorted(i19.values()) == sorted([R.CONFLICTING, R.UNKNOWN_LABEL, R.NOT_IMAGE])
+    assert sorted(i20.values()) == sorted([R.TOO_SMALL, R.CONFLICTING, R.UNSAFE_ID])
+    assert sorted(i24.values()) == sorted([R.CORRUPT_HDF5, R.MISSING_FILE])
+    assert "../../../etc/passwd" in i20
+    # the duplicated HAM row keeps its first copy
+    dup = [k for k, v in ham.items() if v == R.DUPLICATE_ROW][0]
+    assert dup in set(res.manifest.image_id)
+
+
+def test_unusual_but_valid_images_are_converted_not_rejected(demo_raw):
+    res = ingest(demo_raw, min_size=48, workers=1)
+    m = res.manifest.set_index(["source", "image_id"])
+    # EXIF-rotated HAM image (stored portrait with orientation 6) comes out landscape.
+    exif_id = "ISIC_0024309"
+    assert (m.loc[("ham10000", exif_id), "width"], m.loc[("ham10000", exif_id), "height"]) == (120, 90)
+    # 16-bit grey PNG (isic2019 #8), CMYK (isic2020 #5) and grey (isic2020 #6) JPEGs are kept as RGB.
+    for src, iid in [("isic2019", "ISIC_0060008"), ("isic2020", "ISIC_0080005"), ("isic2020", "ISIC_0080006")]:
+        img = load_image(demo_raw, m.loc[(src, iid), "file"])
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+        assert 30 < img.mean() < 250  # 16-bit scaled, not clipped to white or black
+
+
+def test_labels_follow_the_benign_malignant_mapping(demo_raw):
+    res = ingest(demo_raw, min_size=48, workers=1)
+    ham = res.manifest[res.manifest.source == "ham10000"]
+    mal = ham.diagnosis.isin(["mel", "bcc", "akiec"])
+    assert (ham.label[mal] == "malignant").all() and (ham.label[~mal] == "benign").all()
+    i19 = res.manifest[res.manifest.source == "isic2019"]
+    assert set(i19.label[i19.diagnosis.isin(["mel", "bcc", "ak", "scc"])]) <= {"malignant"}
+
+
+def test_unreadable_hdf5_quarantines_every_row(demo_raw):
+    (demo_raw / "isic2024/train-image.hdf5").write_bytes(b"not an hdf5 file at all")
+    res = ingest(demo_raw, min_size=48, workers=1)
+    assert (res.manifest.source == "isic2024").sum() == 0
+    n_rows = len(pd.read_csv(demo_raw / "isic2024/train-metadata.csv"))
+    assert (res.quarantine.source == "isic2024").sum() == n_rows
+
+
+def test_missing_column_is_a_clear_error_naming_the_file(demo_raw):
+    p = demo_raw / "ham10000/HAM10000_metadata.csv"
+    pd.read_csv(p).drop(columns=["dx"]).to_csv(p, index=False)
+    with pytest.raises(IngestError, match=r"HAM10000_metadata\.csv.*missing column.*dx"):
+        ingest(demo_raw, min_size=48, workers=1)
+
+
+def test_stage_fails_only_when_nothing_usable_or_too_much_quarantined(demo_raw):
+    res = ingest(demo_raw, min_size=48, workers=1)
+    check_usable(res, max_quarantine_fraction=0.5)
+    with pytest.raises(IngestError, match="max_quarantine_fraction"):
+        check_usable(res, max_quarantine_fraction=0.01)
+    with pytest.raises(IngestError, match="no usable image"):
+        check_usable(ingest(demo_raw, min_size=10_000, workers=1), max_quarantine_fraction=1.0)
+
+
+def test_no_raw_folder_or_no_source_is_an_error(tmp_path):
+    with pytest.raises(IngestError, match="does not exist"):
+        ingest(tmp_path / "nope")
+    with pytest.raises(IngestError, match="no known source"):
+        ingest(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "..", ".hidden", "/etc/passwd", "a\\b", "", "x" * 300])
+def test_unsafe_ids(bad):
+    assert not is_safe_id(bad)
+
+
+def test_safe_join_refuses_escape(tmp_path):
+    assert safe_join(tmp_path, "a/b.jpg") == (tmp_path / "a/b.jpg").resolve()
+    with pytest.raises(ValueError):
+        safe_join(tmp_path, "../../etc/passwd")
+    with pytest.raises(ValueError):
+        load_image(tmp_path, "../outside.jpg")
