@@ -1,0 +1,327 @@
+"""DreamBooth + LoRA fine-tuning of a Stable Diffusion UNet (and optionally its text encoder).
+
+Follows diffusers' examples/dreambooth/train_dreambooth_lora.py: LoRA adapters through peft
+(`unet.add_adapter`), trainable parameters in fp32 under mixed precision, AdamW with a warmup
+schedule, optional prior preservation, everything under `accelerate` so the same code runs on
+one CPU or several GPUs (`accelerate launch -m stages.train_lora ...`).
+
+Resuming is exact: the batch, noise and timesteps of step s are pure functions of (seed, s), so a
+checkpoint needs only the LoRA weights, the optimizer and LR-scheduler state and the step.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import StableDiffusionPipeline
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import cast_training_params
+from diffusers.utils import convert_state_dict_to_diffusers
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from dermsynth.diffusion.base import load_pipeline
+from dermsynth.diffusion.data import batch_indices, load_images, step_generator
+from dermsynth.diffusion.pretrain import encode_prompts
+from dermsynth.diffusion.tiny import training_scheduler
+
+log = logging.getLogger(__name__)
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class LoraTrainConfig:
+    instance_prompt: str = "a dermoscopic image of sks {label} lesion"
+    class_prompt: str = "a dermoscopic image of a skin lesion"
+    prior_preservation: bool = False
+    prior_loss_weight: float = 1.0
+    num_class_images: int = 32
+    rank: int = 8
+    alpha: int = 8
+    target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    train_text_encoder: bool = False
+    text_encoder_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    learning_rate: float = 1e-4
+    lr_scheduler: str = "constant_with_warmup"  # any diffusers.optimization scheduler name
+    lr_warmup_steps: int = 0
+    adam_weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    epochs: int = 120
+    max_steps: int = 0  # > 0 overrides epochs
+    batch_size: int = 2
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"  # auto = fp16 on CUDA, none on CPU; or no | fp16 | bf16
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    flip_augment: bool = True
+    validation_images: int = 8
+    seed: int = 0
+
+    def total_steps(self, n_images: int) -> int:
+        if self.max_steps > 0:
+            return self.max_steps
+        per_epoch = max(n_images // (self.batch_size * self.gradient_accumulation_steps), 1)
+        return self.epochs * per_epoch
+
+
+@dataclass
+class LoraResult:
+    out_dir: Path
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def fingerprint(*parts: object) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:12]
+
+
+def dir_fingerprint(path: Path) -> list:
+    """Names, sizes and mtimes of a model directory: cheap, and changes whenever the model does."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    return [(f.relative_to(p).as_posix() if p.is_dir() else f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files]
+
+
+def _mixed_precision(requested: str) -> str:
+    if requested == "auto":
+        return "fp16" if torch.cuda.is_available() else "no"
+    return requested
+
+
+def _checkpoints(work: Path) -> list[Path]:
+    done = [d for d in work.glob("checkpoint-*") if (d / "state.json").is_file()]
+    return sorted(done, key=lambda d: int(d.name.split("-")[1]))
+
+
+def _lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().float().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def _save_checkpoint(work: Path, step: int, unet, text_encoder, optimizer, lr_sched, accelerator, losses, keep: int) -> None:
+    tmp = work / f".tmp-checkpoint-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_lora_state(accelerator.unwrap_model(unet)), tmp / "unet_lora.safetensors")
+    if text_encoder is not None:
+        save_file(_lora_state(accelerator.unwrap_model(text_encoder)), tmp / "text_encoder_lora.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(lr_sched.state_dict(), tmp / "scheduler.pt")
+    if accelerator.scaler is not None:
+        torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses}))  # written last: marks complete
+    final = work / f"checkpoint-{step}"
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in _checkpoints(work)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(ckpt: Path, unet, text_encoder, optimizer, lr_sched, accelerator) -> tuple[int, list[float]]:
+    set_peft_model_state_dict(accelerator.unwrap_model(unet), load_file(ckpt / "unet_lora.safetensors"))
+    if text_encoder is not None:
+        set_peft_model_state_dict(accelerator.unwrap_model(text_encoder), load_file(ckpt / "text_encoder_lora.safetensors"))
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    lr_sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+    if accelerator.scaler is not None and (ckpt / "scaler.pt").is_file():
+        accelerator.scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=True))
+    state = json.loads((ckpt / "state.json").read_text())
+    return int(state["step"]), list(state["losses"])
+
+
+@torch.no_grad()
+def _latent_stats(pipe: StableDiffusionPipeline, images: torch.Tensor, flips: bool, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the VAE posterior of every image (and its flips), encoded once."""
+    if flips:
+        images = torch.cat([images, images.flip(3), images.flip(2), images.flip(2).flip(3)])
+    means, stds = [], []
+    for i in range(0, len(images), 32):
+        d = pipe.vae.encode(images[i : i + 32].to(pipe.vae.device, dtype)).latent_dist
+        means.append(d.mean.float().cpu())
+        stds.append(d.std.float().cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def _class_images(pipe: StableDiffusionPipeline, prompt: str, n: int, seed: int, work: Path) -> list[Path]:
+    """Prior-preservation images from the base model itself, generated once and kept in `work`."""
+    out = work / "class_images"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{i:05d}.png" for i in range(n)]
+    todo = [i for i, p in enumerate(paths) if not p.is_file()]
+    for s in range(0, len(todo), 16):
+        idx = todo[s : s + 16]
+        gens = [torch.Generator().manual_seed(seed * 7919 + i) for i in idx]
+        imgs = pipe([prompt] * len(idx), num_inference_steps=25, guidance_scale=7.0, generator=gens,
+                    output_type="pil").images
+        for i, im in zip(idx, imgs):
+            im.save(paths[i])
+    return paths
+
+
+def train_lora(
+    base_dir: str | Path,
+    instance_paths: list[str],
+    label: str,
+    out_dir: str | Path,
+    work_root: str | Path,
+    cfg: LoraTrainConfig,
+    repo_root: str | Path = ".",
+    stop_after: int | None = None,
+) -> LoraResult:
+    """Train one class's LoRA; resumes from the newest checkpoint of the same configuration.
+
+    `stop_after` ends the run early after that many steps (tests use it to simulate a crash).
+    """
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision),
+                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    device = accelerator.device
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    work = Path(work_root) / f"{label}-{fingerprint(asdict(cfg), dir_fingerprint(Path(base_dir)), sorted(instance_paths))}"
+    work.mkdir(parents=True, exist_ok=True)
+
+    pipe = load_pipeline(base_dir)
+    pipe.set_progress_bar_config(disable=True)
+    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
+    for m in (unet, vae, text_encoder):
+        m.requires_grad_(False)
+    # frozen weights in the mixed-precision dtype; only the LoRA parameters are trained in fp32
+    for m in (vae, unet) + (() if cfg.train_text_encoder else (text_encoder,)):
+        m.to(device)
+        if weight_dtype != torch.float32:
+            m.to(weight_dtype)
+    text_encoder.to(device)
+    noise_sched = training_scheduler(pipe)
+
+    instance_prompt = cfg.instance_prompt.format(label=label)
+    images = load_images(instance_paths, repo_root, size=pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    inst_mean, inst_std = _latent_stats(pipe, images, cfg.flip_augment, weight_dtype)
+    class_mean = class_std = None
+    if cfg.prior_preservation:
+        pipe.to(device)
+        cls_paths = _class_images(pipe, cfg.class_prompt, cfg.num_class_images, cfg.seed, work)
+        class_mean, class_std = _latent_stats(pipe, load_images([str(p) for p in cls_paths], "/"), False, weight_dtype)
+
+    torch.manual_seed(cfg.seed)  # LoRA's gaussian init
+    unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, init_lora_weights="gaussian",
+                                target_modules=list(cfg.target_modules)))
+    te_train = None
+    if cfg.train_text_encoder:
+        text_encoder.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, init_lora_weights="gaussian",
+                                            target_modules=list(cfg.text_encoder_target_modules)))
+        te_train = text_encoder
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        if te_train is not None:
+            te_train.gradient_checkpointing_enable()
+    cast_training_params([m for m in (unet, te_train) if m is not None], dtype=torch.float32)
+    params = [p for m in (unet, te_train) if m is not None for p in m.parameters() if p.requires_grad]
+
+    total = cfg.total_steps(len(inst_mean))
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+    lr_sched = get_scheduler(cfg.lr_scheduler, optimizer=optimizer,
+                             num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
+                             num_training_steps=total * accelerator.num_processes)
+    if te_train is not None:
+        unet, te_train, optimizer, lr_sched = accelerator.prepare(unet, te_train, optimizer, lr_sched)
+    else:
+        unet, optimizer, lr_sched = accelerator.prepare(unet, optimizer, lr_sched)
+
+    start, losses = 0, []
+    ckpts = _checkpoints(work)
+    if ckpts:
+        start, losses = _load_checkpoint(ckpts[-1], unet, te_train, optimizer, lr_sched, accelerator)
+        log.info("resuming %s LoRA from %s (step %d of %d)", label, ckpts[-1], start, total)
+
+    if te_train is None:
+        with torch.no_grad():
+            cond = encode_prompts(pipe, [instance_prompt, cfg.class_prompt]).to(weight_dtype)
+    ids = pipe.tokenizer([instance_prompt, cfg.class_prompt], padding="max_length",
+                         max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids.to(device)
+
+    def sample_latents(mean, std, idx, g):
+        z = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)
+        return (z * vae.config.scaling_factor).to(device, weight_dtype)
+
+    pbar = tqdm(range(start, total), initial=start, total=total, desc=f"LoRA {label}", mininterval=2.0,
+                disable=not accelerator.is_local_main_process)
+    end = total if stop_after is None else min(total, start + stop_after)
+    unet.train()
+    for step in range(start, end):
+        for micro in range(cfg.gradient_accumulation_steps):
+            s = step * cfg.gradient_accumulation_steps + micro
+            # each process takes its own slice of one global batch; randomness is (seed, step, rank)
+            g = step_generator(cfg.seed * 1000 + accelerator.process_index, s)
+            idx = batch_indices(len(inst_mean), cfg.batch_size * accelerator.num_processes, s, cfg.seed)
+            idx = idx.chunk(accelerator.num_processes)[accelerator.process_index] if accelerator.num_processes > 1 else idx
+            z0 = sample_latents(inst_mean, inst_std, idx, g)
+            n_inst = len(z0)
+            if class_mean is not None:
+                cidx = batch_indices(len(class_mean), n_inst, s, cfg.seed + 1)
+                z0 = torch.cat([z0, sample_latents(class_mean, class_std, cidx, g)])
+            noise = torch.randn(z0.shape, generator=g).to(device, z0.dtype)
+            t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=g).to(device)
+            noisy = noise_sched.add_noise(z0, noise, t)
+            if te_train is not None:
+                which = torch.tensor([0] * n_inst + [1] * (len(z0) - n_inst), device=device)
+                ctx = te_train(ids[which])[0].to(weight_dtype)
+            else:
+                ctx = torch.cat([cond[0:1].expand(n_inst, -1, -1), cond[1:2].expand(len(z0) - n_inst, -1, -1)])
+            with accelerator.accumulate(unet):
+                pred = unet(noisy, t, ctx).sample
+                target = noise if noise_sched.config.prediction_type == "epsilon" else noise_sched.get_velocity(z0, noise, t)
+                loss = F.mse_loss(pred[:n_inst].float(), target[:n_inst].float())
+                if class_mean is not None:
+                    loss = loss + cfg.prior_loss_weight * F.mse_loss(pred[n_inst:].float(), target[n_inst:].float())
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                lr_sched.step()
+                optimizer.zero_grad(set_to_none=True)
+        losses.append(round(loss.detach().item(), 6))
+        pbar.update(1)
+        pbar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_sched.get_last_lr()[0]:.2e}", refresh=False)
+        done = step + 1
+        if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == total):
+            _save_checkpoint(work, done, unet, te_train, optimizer, lr_sched, accelerator, losses, cfg.keep_checkpoints)
+    pbar.close()
+    accelerator.wait_for_everyone()
+    result = LoraResult(Path(out_dir), end, losses, resumed_from=start)
+    if end < total:
+        return result  # stopped early on purpose: no final export
+    if accelerator.is_main_process:
+        export_lora(Path(out_dir), accelerator.unwrap_model(unet),
+                    accelerator.unwrap_model(te_train) if te_train is not None else None)
+        last = _checkpoints(work)[-1]
+        shutil.copytree(last, Path(out_dir) / "checkpoints" / last.name, dirs_exist_ok=True)
+    return result
+
+
+def export_lora(out_dir: Path, unet, text_encoder=None) -> Path:
+    """The diffusers LoRA format (`pipe.load_lora_weights(out_dir)`), with adapter metadata."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    StableDiffusionPipeline.save_lora_weights(
+        out_dir,
+        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+        text_encoder_lora_layers=(convert_state_dict_to_diffusers(get_peft_model_state_dict(text_encoder))
+                                  if text_encoder is not None else None),
+        unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
+        text_encoder_lora_adapter_metadata=(text_encoder.peft_config["default"].to_dict()
+                                            if text_encoder is not None else None),
+        safe_serialization=True,
+    )
+    return out_dir / LORA_WEIGHTS

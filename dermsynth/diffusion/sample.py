@@ -1,0 +1,187 @@
+"""Generation of the synthetic set: one recorded seed per image, batched, resumable.
+
+The plan (which image gets which class, sampler, step count and seed) is a pure function of the
+parameters. Images that share (class, sampler, steps) are batched in fixed chunks by index, and
+every image has its own torch.Generator, so the set is the same whether it was made in one go or
+resumed after a crash, and any row of metadata.csv regenerates its image with plain diffusers.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from diffusers import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, PNDMScheduler, StableDiffusionPipeline
+from PIL import Image
+from tqdm.auto import tqdm
+
+from dermsynth.diffusion.base import load_pipeline
+from dermsynth.diffusion.lora import dir_fingerprint, fingerprint
+
+METADATA_COLUMNS = ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora",
+                    "base_model", "path"]
+SAMPLERS = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler, "plms": PNDMScheduler}
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    n_per_class: int = 3000
+    classes: tuple[str, ...] = ("benign", "malignant")
+    samplers: tuple[str, ...] = ("euler", "euler_a", "plms")
+    steps_min: int = 20
+    steps_max: int = 26
+    guidance_scale: float = 7.0
+    prompt: str = "a dermoscopic image of sks {label} lesion"
+    negative_prompt: str = "blurry, lowres, low quality, cartoon, drawing, text, watermark"
+    batch_size: int = 128  # images per chunk; fixed chunking keeps bytes identical across resumes
+    threads: int = 2  # CPU threads, fixed so results are bit-identical from run to run
+    dtype: str = "auto"  # auto = fp16 on CUDA, fp32 on CPU
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the UNet (pays off on GPU for thousands of images)
+    seed: int = 0
+
+
+def make_scheduler(name: str, base_config: dict):
+    """A diffusers scheduler of the named family, on the base model's noise schedule."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)}")
+    extra = {"skip_prk_steps": True} if name == "plms" else {}  # PLMS = PNDM without Runge-Kutta warm-up
+    return SAMPLERS[name].from_config(base_config, **extra)
+
+
+def image_seed(seed: int, class_index: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, class_index, index]).generate_state(1)[0])
+
+
+def plan(cfg: GenerateConfig, base_model: str, lora_dirs: dict[str, str], out_dir: str) -> pd.DataFrame:
+    """Every image to make, with everything needed to make it again (DESIGN.md metadata contract)."""
+    rows = []
+    for ci, label in enumerate(cfg.classes):
+        for i in range(cfg.n_per_class):
+            rng = np.random.default_rng([cfg.seed, ci, i, 1])
+            image_id = f"syn_{label}_{i:05d}"
+            rows.append({
+                "image_id": image_id, "label": label, "prompt": cfg.prompt.format(label=label),
+                "negative_prompt": cfg.negative_prompt, "sampler": cfg.samplers[i % len(cfg.samplers)],
+                "steps": int(rng.integers(cfg.steps_min, cfg.steps_max + 1)), "cfg": cfg.guidance_scale,
+                "seed": image_seed(cfg.seed, ci, i), "lora": lora_dirs[label], "base_model": base_model,
+                "path": f"{out_dir}/images/{label}/{image_id}.png",
+            })
+    df = pd.DataFrame(rows, columns=METADATA_COLUMNS)
+    # Fixed chunks: same (class, sampler, steps), in index order, cut every batch_size images.
+    df["_order"] = range(len(df))
+    df = df.sort_values(["label", "sampler", "steps", "_order"], kind="stable")
+    df["chunk"] = (df.groupby(["label", "sampler", "steps"]).cumcount() // cfg.batch_size).astype(str)
+    df["chunk"] = df["label"] + "/" + df["sampler"] + "/" + df["steps"].astype(str) + "/" + df["chunk"]
+    return df.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+
+
+def _dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if torch.cuda.is_available() else torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
+
+
+def prepare_pipeline(base_dir: str | Path, lora_dir: str | Path | None, cfg: GenerateConfig) -> StableDiffusionPipeline:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    pipe = load_pipeline(base_dir, dtype=_dtype(cfg.dtype))
+    if lora_dir:
+        pipe.load_lora_weights(str(lora_dir))
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    if cfg.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
+    return pipe
+
+
+@torch.inference_mode()
+def render_chunk(pipe: StableDiffusionPipeline, rows: pd.DataFrame, base_sched_config: dict) -> list[np.ndarray]:
+    """The images of one chunk (all rows share sampler, steps, prompt), as uint8 arrays."""
+    first = rows.iloc[0]
+    pipe.scheduler = make_scheduler(first.sampler, base_sched_config)
+    device = pipe.unet.device
+    gens = [torch.Generator(device).manual_seed(int(s)) for s in rows.seed]
+    out = pipe(prompt=list(rows.prompt), negative_prompt=list(rows.negative_prompt),
+               num_inference_steps=int(first.steps), guidance_scale=float(first.cfg), generator=gens,
+               output_type="np").images
+    return [np.round(np.nan_to_num(im) * 255).clip(0, 255).astype(np.uint8) for im in out]
+
+
+def _save_png(arr: np.ndarray, dst: Path) -> None:
+    tmp = dst.with_suffix(".tmp.png")
+    Image.fromarray(arr).save(tmp)
+    os.replace(tmp, dst)  # atomic: a killed run never leaves a half-written image behind
+
+
+def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_dir: str | Path,
+             work_root: str | Path, repo_root: str | Path = ".", stop_after_chunks: int | None = None) -> dict:
+    """Make (or finish making) the synthetic set; returns a summary with the measured images/s."""
+    repo_root, out_dir = Path(repo_root), Path(out_dir)
+    rel_out = os.path.relpath(out_dir.resolve(), repo_root.resolve())
+    df = plan(cfg, base_dir, lora_dirs, rel_out)
+    key = fingerprint(asdict(cfg), dir_fingerprint(repo_root / base_dir),
+                      {k: dir_fingerprint(repo_root / v) for k, v in lora_dirs.items()}, str(torch.__version__))
+    work = Path(work_root) / f"generate-{key}"
+    df["work_path"] = [str(work / "images" / lab / f"{iid}.png") for lab, iid in zip(df.label, df.image_id)]
+    for label in cfg.classes:
+        (work / "images" / label).mkdir(parents=True, exist_ok=True)
+    todo = df[[not Path(p).is_file() for p in df.work_path]]
+    made, chunks_done, t0 = 0, 0, time.perf_counter()
+    bar = tqdm(total=len(df), initial=len(df) - len(todo), desc="generate", unit="img", mininterval=2.0)
+    for label in cfg.classes:
+        chunks = todo[todo.label == label].groupby("chunk", sort=False)
+        if len(todo[todo.label == label]) == 0:
+            continue
+        pipe = prepare_pipeline(repo_root / base_dir, repo_root / lora_dirs[label], cfg)
+        base_sched = dict(pipe.scheduler.config)
+        for _, missing in chunks:
+            # regenerate the whole chunk, so the batch (and thus every byte) is what it always is
+            rows = df[df.chunk == missing.chunk.iloc[0]]
+            for arr, (_, r) in zip(render_chunk(pipe, rows, base_sched), rows.iterrows()):
+                if not Path(r.work_path).is_file():
+                    _save_png(arr, Path(r.work_path))
+            made += len(missing)
+            bar.update(len(missing))
+            bar.set_postfix(rate=f"{made / (time.perf_counter() - t0):.1f} img/s", refresh=False)
+            chunks_done += 1
+            if stop_after_chunks is not None and chunks_done >= stop_after_chunks:
+                bar.close()
+                return {"stopped_early": True, "made": made}
+        del pipe
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    # Publish: the DVC output holds exactly the planned images and their metadata.
+    shutil.rmtree(out_dir, ignore_errors=True)
+    for label in cfg.classes:
+        (out_dir / "images" / label).mkdir(parents=True, exist_ok=True)
+    for src, dst in zip(df.work_path, df.path):
+        shutil.copyfile(src, repo_root / dst)
+    df[METADATA_COLUMNS].to_csv(out_dir / "metadata.csv", index=False)
+    return {"images": len(df), "generated_now": made, "seconds": round(elapsed, 1),
+            "images_per_second": round(made / elapsed, 2) if made else None,
+            "per_class": df.groupby("label").size().to_dict(), "per_sampler": df.groupby("sampler").size().to_dict()}
+
+
+def regenerate(row: dict | pd.Series, repo_root: str | Path = ".", threads: int = 2) -> np.ndarray:
+    """One image again from its metadata row alone, with plain diffusers calls."""
+    repo_root = Path(repo_root)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    pipe = StableDiffusionPipeline.from_pretrained(repo_root / row["base_model"], safety_checker=None,
+                                                   requires_safety_checker=False, local_files_only=True)
+    pipe.load_lora_weights(str(repo_root / row["lora"]))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler(row["sampler"], dict(pipe.scheduler.config))
+    out = pipe(prompt=row["prompt"], negative_prompt=row["negative_prompt"], num_inference_steps=int(row["steps"]),
+               guidance_scale=float(row["cfg"]), generator=torch.Generator().manual_seed(int(row["seed"])),
+               output_type="np").images[0]
+    return np.round(out * 255).clip(0, 255).astype(np.uint8)

@@ -1,0 +1,23 @@
+"""Stage quality_synthetic: Great Expectations gate on the generated set."""
+from pathlib import Path
+
+import pandas as pd
+
+from dermsynth.config import from_block
+from dermsynth.quality.gate import run_gate
+from dermsynth.quality.suites import QualityConfig, synthetic_suite
+from stages._common import main
+
+
+def run(params: dict) -> None:
+    g, q = params["generate"], from_block(QualityConfig, params["quality"])
+    meta = pd.read_csv(Path(params["paths"]["synthetic"]) / "metadata.csv", keep_default_na=False)
+    size = params["prepare"]["size"]
+    run_gate("synthetic", synthetic_suite(meta, Path("."), g["n_per_class"], list(g["classes"]), size,
+                                          q),
+             Path(params["paths"]["reports"]) / "quality")
+    print(f"quality_synthetic: passed on {len(meta)} images")
+
+
+if __name__ == "__main__":
+    main(run)

@@ -1,0 +1,46 @@
+"""Stage train_lora@<label>: DreamBooth-LoRA for one class -> models/lora/<label>/.
+
+Multi-GPU: `accelerate launch -m stages.train_lora --label malignant` (same code path).
+"""
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from dermsynth.config import from_block, save_resolved
+from dermsynth.diffusion.lora import LoraTrainConfig, train_lora
+from dermsynth.diffusion.preview import lora_samples_grid
+from stages._common import main
+
+
+def run(params: dict) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--label", required=True, choices=["benign", "malignant"])
+    label = ap.parse_args().label
+    block = dict(params["lora"])
+    threads = block.pop("threads", 0)
+    if threads and not torch.cuda.is_available():
+        torch.set_num_threads(threads)
+    block["target_modules"] = tuple(block["target_modules"])
+    block["text_encoder_target_modules"] = tuple(block["text_encoder_target_modules"])
+    cfg = from_block(LoraTrainConfig, {**block, "seed": params["data_seed"]})
+    m = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv")
+    paths = m.loc[(m.split == "train") & (m.label == label), "path"].tolist()
+    out = Path("models/lora") / label
+    res = train_lora("models/base", paths, label, out, Path(params["paths"]["work"]) / "lora", cfg)
+    save_resolved({**vars(cfg), "label": label, "instance_images": len(paths)}, out / "dermsynth_config.json")
+    rep = Path("reports/lora") / label
+    rep.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}).to_csv(rep / "loss.csv", index=False)
+    lora_samples_grid("models/base", out, cfg.instance_prompt.format(label=label), cfg.validation_images,
+                      params["data_seed"], rep / "samples.png")
+    summary = {"label": label, "steps": res.steps, "resumed_from": res.resumed_from,
+               "final_loss": sum(res.losses[-20:]) / max(len(res.losses[-20:]), 1), "instance_images": len(paths)}
+    (rep / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main(run)
