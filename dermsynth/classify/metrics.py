@@ -1,0 +1,64 @@
+"""Test metrics of a binary malignant-vs-benign classifier, and their bootstrap intervals.
+
+Names follow DESIGN.md: accuracy, balanced_accuracy, sensitivity, specificity, f1, auc, pauc80.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
+
+METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "auc", "pauc80")
+
+
+def pauc_above_tpr(y: np.ndarray, score: np.ndarray, min_tpr: float = 0.80) -> float:
+    """Partial AUC above `min_tpr` true-positive rate, as the ISIC 2024 challenge scores it.
+
+    The area between the ROC curve and the line TPR = min_tpr, in [0, 1 - min_tpr] (0.2 for a
+    perfect classifier). Computed as the challenge does: swap the roles of the classes so the
+    region becomes a low-FPR one, take scikit-learn's McClish-standardised partial AUC and undo
+    the standardisation.
+    """
+    y, score = np.asarray(y), np.asarray(score, dtype=float)
+    max_fpr = 1.0 - min_tpr
+    scaled = roc_auc_score(1 - y, -score, max_fpr=max_fpr)
+    return float(0.5 * max_fpr**2 + (max_fpr - 0.5 * max_fpr**2) / 0.5 * (scaled - 0.5))
+
+
+def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
+    """The score threshold maximising sensitivity + specificity - 1 (chosen on validation)."""
+    fpr, tpr, thr = roc_curve(y, score)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thr[best], 1.0))
+
+
+def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
+    y, score = np.asarray(y).astype(int), np.asarray(score, dtype=float)
+    pred = (score >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    both = len(np.unique(y)) == 2
+    return {
+        "accuracy": float((tp + tn) / len(y)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else float("nan"),
+        "sensitivity": float(tp / (tp + fn)) if tp + fn else float("nan"),
+        "specificity": float(tn / (tn + fp)) if tn + fp else float("nan"),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "auc": float(roc_auc_score(y, score)) if both else float("nan"),
+        "pauc80": pauc_above_tpr(y, score) if both else float("nan"),
+    }
+
+
+def bootstrap_ci(y: np.ndarray, score: np.ndarray, threshold: float, n: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of every metric (resamples missing a class are skipped)."""
+    y, score = np.asarray(y).astype(int), np.asarray(score, dtype=float)
+    rng = np.random.default_rng(seed)
+    samples = {m: [] for m in METRICS}
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) < 2:
+            continue
+        for k, v in binary_metrics(y[idx], score[idx], threshold).items():
+            samples[k].append(v)
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    return {m: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) if v else (float("nan"),) * 2
+            for m, v in samples.items()}

@@ -1,0 +1,167 @@
+"""Training loop of a timm classifier on a hybrid training table, with validation-based early stopping."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from timm.data import create_transform, resolve_data_config
+from timm.scheduler import CosineLRScheduler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+from tqdm.auto import tqdm
+
+from dermsynth.classify.metrics import binary_metrics, youden_threshold
+from dermsynth.classify.models import create_classifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "mobilenetv2_100"
+    img_size: int = 64
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    drop_rate: float = 0.1
+    pretrained_file: str = ""  # local timm weights (offline); empty = random init
+    balanced_batches: bool = True  # class-balanced sampling (weighted sampler)
+    hflip: float = 0.5
+    vflip: float = 0.5
+    color_jitter: float = 0.1
+    scale_min: float = 0.8  # RandomResizedCrop scale range (0.8, 1.0)
+    early_stopping_patience: int = 4  # epochs without a better validation AUROC
+    mixed_precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    threads: int = 2
+    workers: int = 0
+    seed: int = 0
+
+
+class ImageTable(Dataset):
+    """Rows of (path, label) as (tensor, 0/1) through a timm transform."""
+
+    def __init__(self, df: pd.DataFrame, transform, root: str | Path = "."):
+        self.paths = [Path(root) / p for p in df["path"]]
+        self.y = (df["label"] == "malignant").astype(int).to_numpy()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        with Image.open(self.paths[i]) as im:
+            return self.transform(im.convert("RGB")), int(self.y[i])
+
+
+def transforms(model: torch.nn.Module, cfg: TrainConfig):
+    data_cfg = resolve_data_config(model=model)  # the model's own mean/std
+    common = dict(input_size=(3, cfg.img_size, cfg.img_size), mean=data_cfg["mean"], std=data_cfg["std"],
+                  interpolation="bicubic")
+    train = create_transform(**common, is_training=True, hflip=cfg.hflip, vflip=cfg.vflip,
+                             color_jitter=cfg.color_jitter, scale=(cfg.scale_min, 1.0), ratio=(0.9, 1.1))
+    evaluate = create_transform(**common, is_training=False, crop_pct=1.0)
+    return train, evaluate
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, df: pd.DataFrame, transform, batch_size: int = 128, root: str | Path = ".") -> np.ndarray:
+    """Probability of malignant for every row."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for x, _ in DataLoader(ImageTable(df, transform, root), batch_size=batch_size, shuffle=False):
+        out.append(F.softmax(model(x.to(dev)).float(), dim=1)[:, 1].cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
+                     on_epoch: Callable[[int, dict], None] | None = None, root: str | Path = ".") -> dict:
+    """Train, keep the best epoch by validation AUROC in `out_dir/model.safetensors`; returns a summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = _device()
+    if dev.type == "cpu" and cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = create_classifier(cfg.model, cfg.img_size, cfg.pretrained_file, cfg.drop_rate).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    t_train, t_eval = transforms(model, cfg)
+    data = ImageTable(train_df, t_train, root)
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.balanced_batches:
+        counts = np.bincount(data.y, minlength=2).astype(float)
+        w = 1.0 / np.maximum(counts, 1)[data.y]
+        sampler = WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(data), replacement=True, generator=g)
+    else:
+        sampler = RandomSampler(data, generator=g)
+    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=len(data) > cfg.batch_size,
+                        generator=g, persistent_workers=cfg.workers > 0)
+    steps = max(len(loader), 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = CosineLRScheduler(opt, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr, warmup_t=int(cfg.warmup_epochs * steps),
+                              warmup_lr_init=cfg.lr * 0.01, t_in_epochs=False)
+    amp = dev.type == "cuda" and cfg.mixed_precision in ("auto", "bf16")
+    y_val = (val_df["label"] == "malignant").astype(int).to_numpy()
+    best, best_epoch, history, seen, t0 = -math.inf, -1, [], 0, time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        losses = []
+        bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", mininterval=2.0, leave=False)
+        for x, y in bar:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step_update(epoch * steps + len(losses) + 1)
+            losses.append(loss.item())
+            seen += len(x)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+                            refresh=False)
+        scores = predict(model, val_df, t_eval, root=root)
+        thr = youden_threshold(y_val, scores)
+        val = binary_metrics(y_val, scores, thr)
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_auc": val["auc"],
+               "val_balanced_accuracy": val["balanced_accuracy"], "lr": opt.param_groups[0]["lr"],
+               "images_per_second": seen / (time.perf_counter() - t0)}
+        history.append(row)
+        log.info("epoch %d: loss %.4f val auc %.4f bal.acc %.4f (%.0f img/s)", epoch + 1, row["train_loss"],
+                 row["val_auc"], row["val_balanced_accuracy"], row["images_per_second"])
+        if on_epoch:
+            on_epoch(epoch + 1, row)
+        monitor = -math.inf if math.isnan(val["auc"]) else val["auc"]
+        if monitor > best:
+            best, best_epoch = monitor, epoch + 1
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
+        elif epoch + 1 - best_epoch >= cfg.early_stopping_patience:
+            log.info("early stop: no better validation AUROC for %d epochs", cfg.early_stopping_patience)
+            break
+    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    return {"best_epoch": best_epoch, "best_val_auc": best, "epochs_run": len(history),
+            "images_per_second": history[-1]["images_per_second"] if history else 0.0,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def load_classifier(out_dir: str | Path, cfg: TrainConfig) -> torch.nn.Module:
+    model = create_classifier(cfg.model, cfg.img_size, "", cfg.drop_rate)
+    model.load_state_dict(load_file(Path(out_dir) / "model.safetensors"))
+    return model.to(_device()).eval()

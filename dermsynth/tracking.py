@@ -1,0 +1,98 @@
+"""The one place that talks to MLflow.
+
+Tracking store: `MLFLOW_TRACKING_URI` if set, else `sqlite:///<repo>/mlflow.db` with artifacts
+in `<repo>/mlruns/`, where <repo> is DVC_ROOT (set by DVC in every stage, queued experiments
+included: they run in a temporary clone that is deleted afterwards, so a relative path would lose
+their runs) or the current directory. Experiment `dermsynth`; one run per (model, ratio, seed),
+opened by the train stage and completed by the evaluate stage.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+EXPERIMENT = "dermsynth"
+DVC_TAGS = ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_STAGE", "DVC_ROOT")
+
+
+def repo_root() -> Path:
+    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def _mlflow():
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    user_set = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri())
+    if user_set is None:  # set_tracking_uri also exports the variable; keep "was it set by the user?" answerable
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return mlflow
+
+
+def experiment_id(name: str = EXPERIMENT) -> str:
+    mlflow = _mlflow()
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        location = (repo_root() / "mlruns").as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=repo_root()).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def run_tags() -> dict[str, str]:
+    tags = {k.lower(): os.environ[k] for k in DVC_TAGS if os.environ.get(k)}
+    commit = _git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    return tags
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= flatten(v, key + ".")
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else str(v)
+    return out
+
+
+@contextmanager
+def start_run(run_name: str, params: dict, run_id: str | None = None) -> Iterator:
+    """Open (or re-open, with `run_id`) the run of one classifier; yields the mlflow module."""
+    mlflow = _mlflow()
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id(), run_name=run_name) as run:
+        if run_id is None:
+            mlflow.log_params(flatten(params))
+            mlflow.set_tags(run_tags())
+        yield mlflow, run
+
+
+def runs(experiment: str = EXPERIMENT):
+    """All finished runs of the experiment as a DataFrame (params.*, metrics.*, tags.*)."""
+    mlflow = _mlflow()
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        import pandas as pd
+
+        return pd.DataFrame()
+    return mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'")

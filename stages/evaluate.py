@@ -1,0 +1,46 @@
+"""Stage evaluate@<model>: ISIC and HAM10000 test metrics, predictions, plots, Grad-CAM -> MLflow + reports."""
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from dermsynth.classify.evaluate import evaluate_model, gradcam_grid, plot_roc_and_confusion, roc_table, split_test_sets
+from dermsynth.classify.models import model_slug
+from dermsynth.classify.train import TrainConfig, load_classifier, transforms
+from dermsynth.tracking import start_run
+from stages._common import main
+
+
+def run(params: dict) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    name = ap.parse_args().model
+    e, slug = params["evaluate"], model_slug(name)
+    mdir = Path("models/classifiers") / slug
+    cfg = TrainConfig(**json.loads((mdir / "config.json").read_text())["train"])
+    model = load_classifier(mdir, cfg)
+    _, t_eval = transforms(model, cfg)
+    manifest = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
+    pred, metrics = evaluate_model(model, t_eval, manifest, e["bootstrap"], params["seed"])
+    rep = Path(params["paths"]["reports"])
+    for sub in ("metrics", "predictions", f"plots/{slug}"):
+        (rep / sub).mkdir(parents=True, exist_ok=True)
+    pred.to_csv(rep / "predictions" / f"{slug}.csv", index=False)
+    (rep / "metrics" / f"{slug}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    roc_table(pred).to_csv(rep / "plots" / slug / "roc.csv", index=False)
+    png = rep / "plots" / slug / "roc_confusion.png"
+    plot_roc_and_confusion(pred, metrics, name, png)
+    sample = pd.concat([g.groupby("label").head(e["gradcam_images"] // 4) for g in split_test_sets(manifest).values()])
+    gradcam_grid(model, t_eval, sample, rep / "plots" / slug / "gradcam.png")
+    run_id = json.loads((mdir / "summary.json").read_text())["mlflow_run_id"]
+    with start_run(name, {}, run_id=run_id) as (mlflow, _):
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
+        for p in (png, rep / "plots" / slug / "gradcam.png", rep / "metrics" / f"{slug}.json"):
+            mlflow.log_artifact(str(p))
+    flat = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+    print(f"{name}: " + json.dumps(flat))
+
+
+if __name__ == "__main__":
+    main(run)

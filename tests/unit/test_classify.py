@@ -1,0 +1,112 @@
+"""One-epoch training on tiny images, evaluation outputs, and MLflow logging to a temporary store."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dermsynth.classify.evaluate import PREDICTION_COLUMNS, evaluate_model, gradcam_grid, split_test_sets
+from dermsynth.classify.metrics import METRICS
+from dermsynth.classify.models import create_classifier, gradcam_target_layer
+from dermsynth.classify.train import TrainConfig, load_classifier, train_classifier, transforms
+from dermsynth import tracking
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "mobilenetv2_100", "resnet18"])
+def test_any_timm_model_by_name(name):
+    m = create_classifier(name, img_size=32)
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 2)
+    layer, is_vit = gradcam_target_layer(m)
+    assert is_vit == name.startswith("vit")
+
+
+def test_pretrained_weights_from_a_local_file(tmp_path):
+    from safetensors.torch import save_file
+
+    src = create_classifier("resnet18", 32)
+    sd = {k: v for k, v in src.state_dict().items() if not k.startswith("fc.")}  # a backbone without our head
+    save_file(sd, tmp_path / "resnet18.safetensors")
+    m = create_classifier("resnet18", 32, pretrained_file=str(tmp_path / "resnet18.safetensors"))
+    assert torch.equal(m.conv1.weight, src.conv1.weight)
+    with pytest.raises(FileNotFoundError):
+        create_classifier("resnet18", 32, pretrained_file=str(tmp_path / "missing.pth"))
+
+
+def test_one_epoch_training_and_evaluation(prepared_session, tmp_path, mlflow_store):
+    root, m = prepared_session
+    cfg = TrainConfig(model="resnet18", img_size=32, epochs=1, batch_size=16, threads=2, seed=0)
+    train = m[m.split == "train"].assign(origin="real")
+    epochs = []
+    with tracking.start_run("test", {"ratio": 0.0, "model": cfg.model, "seed": 0}) as (mlflow, run):
+        summary = train_classifier(train, m[m.split == "val"], cfg, tmp_path / "clf", root=root,
+                                   on_epoch=lambda e, row: (epochs.append(row), mlflow.log_metrics(row, step=e)))
+        run_id = run.info.run_id
+    assert summary["epochs_run"] == 1 and (tmp_path / "clf/model.safetensors").is_file()
+    assert np.isfinite(epochs[0]["train_loss"]) and epochs[0]["images_per_second"] > 0
+    model = load_classifier(tmp_path / "clf", cfg)
+    _, t_eval = transforms(model, cfg)
+    pred, metrics = evaluate_model(model, t_eval, m, n_boot=50, seed=0, root=root)
+    assert list(pred.columns[:5]) == PREDICTION_COLUMNS and set(pred.testset) == set(split_test_sets(m))
+    assert len(pred) == (m.split == "test").sum()
+    for ts in split_test_sets(m):
+        for k in METRICS:
+            assert f"{ts}_{k}" in metrics and f"{ts}_{k}_ci95" in metrics
+    # every metric can be recomputed from the predictions file alone
+    from dermsynth.classify.metrics import binary_metrics
+
+    g = pred[pred.testset == "isic"]
+    again = binary_metrics(g.label, g.score, metrics["threshold"])
+    assert all(again[k] == pytest.approx(metrics[f"isic_{k}"], nan_ok=True) for k in METRICS)
+    with tracking.start_run("test", {}, run_id=run_id) as (mlflow, _):
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
+    gradcam_grid(model, t_eval, m[m.split == "test"].head(4), tmp_path / "cam.png", root=root)
+    assert (tmp_path / "cam.png").stat().st_size > 1000
+    runs = tracking.runs()
+    assert len(runs) == 1
+    r = runs.iloc[0]
+    assert r["params.ratio"] == "0.0" and r["params.model"] == "resnet18" and r["tags.dvc_exp_name"] == "exp-test"
+    assert "metrics.isic_auc" in runs.columns and "metrics.val_auc" in runs.columns
+
+
+def test_default_tracking_store_is_under_the_dvc_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path}/mlflow.db"
+    tracking.experiment_id()
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name("dermsynth")
+    assert exp.artifact_location == (tmp_path / "mlruns").as_uri()
+
+
+def test_vit_gradcam(prepared_session, tmp_path):
+    root, m = prepared_session
+    model = create_classifier("vit_tiny_patch16_224", 32)
+    cfg = TrainConfig(model="vit_tiny_patch16_224", img_size=32)
+    _, t_eval = transforms(model, cfg)
+    gradcam_grid(model, t_eval, m.head(2), tmp_path / "vit_cam.png", root=root)
+    assert (tmp_path / "vit_cam.png").is_file()
+
+
+def test_ratio_report_pairs_seeds(tmp_path, mlflow_store):
+    from dermsynth.report import write_report
+
+    rng = np.random.default_rng(0)
+    for ratio in (0.0, 0.5):
+        for seed in (1, 2, 3):
+            with tracking.start_run("r", {"ratio": ratio, "model": "m", "seed": seed}) as (mlflow, _):
+                mlflow.log_metrics({f"isic_{k}": 0.7 + 0.1 * ratio + 0.01 * seed + rng.normal(0, 0.001) for k in METRICS})
+    s = write_report(tracking.runs(), tmp_path / "rep")
+    auc = s[(s.metric == "auc") & (s.ratio == 0.5)].iloc[0]
+    assert auc.seeds == 3 and auc.delta_vs_real_only == pytest.approx(0.05, abs=0.003)
+    assert auc.p_paired_t < 0.01 and auc.ci95_low < auc["mean"] < auc.ci95_high
+    assert "Ratio study" in (tmp_path / "rep/ratio_sweep.md").read_text()
+    assert (tmp_path / "rep/ratio_sweep.png").stat().st_size > 5000
