@@ -1,0 +1,100 @@
+"""The persistent FiftyOne dataset `dermsynth`: real and synthetic images side by side.
+
+Real samples carry source, split, label and lesion/patient ids; synthetic ones the generation
+record (prompt, sampler, steps, cfg, seed). Test images carry each classifier's prediction as a
+Classification field `pred_<model>`. Embeddings, their 2-D map and uniqueness come from the audit
+stage; saved views collect near-copies, misclassified test images and synthetic images per class
+and sampler. Rebuilding replaces the dataset, so it is idempotent.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DATASET = "dermsynth"
+
+
+def _fo():
+    from dermsynth.config import configure_environment
+
+    configure_environment()
+    import fiftyone as fo
+
+    return fo
+
+
+def build_dataset(real: pd.DataFrame, synthetic: pd.DataFrame, predictions: dict[str, pd.DataFrame],
+                  root: Path, embeddings: np.ndarray | None = None, memorization: pd.DataFrame | None = None,
+                  name: str = DATASET, viz_method: str = "pca"):
+    """Create (or replace) the dataset from the stage's tables; `embeddings` rows: real, then synthetic."""
+    fo = _fo()
+    root = Path(root).resolve()
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+    ds = fo.Dataset(name, persistent=True)
+    samples = []
+    for r in real.itertuples():
+        samples.append(fo.Sample(
+            filepath=str(root / r.path), tags=["real", r.split], origin="real", image_id=r.image_id, source=r.source,
+            split=r.split, lesion_id=str(r.lesion_id or ""), patient_id=str(r.patient_id or ""),
+            ground_truth=fo.Classification(label=r.label)))
+    near = set(memorization.loc[memorization.near_copy, "image_id"]) if memorization is not None else set()
+    mem = memorization.set_index("image_id") if memorization is not None else None
+    for r in synthetic.itertuples():
+        s = fo.Sample(filepath=str(root / r.path), tags=["synthetic"] + (["near_copy"] if r.image_id in near else []),
+                      origin="synthetic", image_id=r.image_id, source="synthetic", split="synthetic",
+                      prompt=r.prompt, negative_prompt=r.negative_prompt, sampler=r.sampler, steps=int(r.steps),
+                      cfg=float(r.cfg), seed=int(r.seed), ground_truth=fo.Classification(label=r.label))
+        if mem is not None and r.image_id in mem.index:
+            m = mem.loc[r.image_id]
+            s["nn_real_image_id"] = str(m.nn_real_image_id)
+            s["nn_cosine_similarity"] = float(m.cosine_similarity)
+            s["nn_phash_distance"] = int(m.phash_distance)
+        samples.append(s)
+    ds.add_samples(samples, progress=False)
+    if embeddings is not None:
+        ds.set_values("embedding", [e.astype(float).tolist() for e in embeddings])
+    for model, pred in predictions.items():
+        key = "pred_" + model.replace(".", "_").replace("-", "_")
+        lookup = {(str(r.image_id)): r for r in pred.itertuples()}
+        view = ds.match_tags("test")
+        values = []
+        for image_id in view.values("image_id"):
+            p = lookup.get(image_id)
+            values.append(None if p is None else fo.Classification(
+                label="malignant" if p.pred else "benign", confidence=float(p.score if p.pred else 1 - p.score)))
+        view.set_values(key, values)
+    _save_views(ds, list(predictions))
+    if embeddings is not None and len(ds) > 3:
+        import fiftyone.brain as fob
+
+        fob.compute_visualization(ds, embeddings="embedding", method=viz_method, brain_key="embedding_map",
+                                  seed=0, progress=False)
+        fob.compute_uniqueness(ds, embeddings="embedding", progress=False)
+    return ds
+
+
+def _save_views(ds, models: list[str]) -> None:
+    from fiftyone import ViewField as F
+
+    ds.save_view("real", ds.match_tags("real"), overwrite=True)
+    ds.save_view("synthetic", ds.match_tags("synthetic"), overwrite=True)
+    ds.save_view("near_copies", ds.match_tags("near_copy"), overwrite=True)
+    for model in models:
+        key = "pred_" + model.replace(".", "_").replace("-", "_")
+        wrong = ds.match_tags("test").match(F(f"{key}.label") != F("ground_truth.label"))
+        ds.save_view(f"misclassified_{key[5:]}", wrong, overwrite=True)
+    syn = ds.match_tags("synthetic")
+    for label in syn.distinct("ground_truth.label"):
+        for sampler in syn.distinct("sampler"):
+            ds.save_view(f"synthetic_{label}_{sampler}",
+                         syn.match((F("ground_truth.label") == label) & (F("sampler") == sampler)), overwrite=True)
+
+
+def dataset_counts(name: str = DATASET) -> dict[str, int]:
+    fo = _fo()
+    ds = fo.load_dataset(name)
+    return {"real": len(ds.match_tags("real")), "synthetic": len(ds.match_tags("synthetic")),
+            "near_copy": len(ds.match_tags("near_copy"))}
