@@ -14,6 +14,34 @@ def _demo_data(args: argparse.Namespace) -> None:
     print(f"demo raw data written to {out}")
 
 
+def _export_lora(args: argparse.Namespace) -> None:
+    from dermsynth.diffusion.export import export_a1111
+
+    out = args.out or f"{args.lora.rstrip('/').replace('/', '_')}_a1111.safetensors"
+    print(f"wrote {export_a1111(args.lora, out)}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from dermsynth import tracking
+    from dermsynth.report import write_report
+
+    s = write_report(tracking.runs(), args.out)
+    print(f"wrote {args.out}/ratio_sweep.md and .png from {len(s)} (model, test set, metric, ratio) cells")
+
+
+def _app(args: argparse.Namespace) -> None:
+    import fiftyone as fo
+
+    from dermsynth.audit.app import serve
+    from dermsynth.audit.build import build_from_outputs
+    from dermsynth.config import load_params
+
+    if args.rebuild or not fo.dataset_exists(args.dataset):
+        print(f"building the FiftyOne dataset '{args.dataset}' from the pipeline's outputs...", flush=True)
+        build_from_outputs(load_params(), name=args.dataset)
+    serve(args.dataset, args.port)
+
+
 def main(argv: list[str] | None = None) -> None:
     configure_environment()
     parser = argparse.ArgumentParser(prog="dermsynth", description=__doc__)
@@ -23,6 +51,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-defects", action="store_true", help="leave out the deliberately bad inputs")
     p.set_defaults(fn=_demo_data)
+    p = sub.add_parser("export-lora", help="export a trained LoRA for AUTOMATIC1111 / ComfyUI")
+    p.add_argument("--lora", default="models/lora/malignant", help="a diffusers LoRA directory or file")
+    p.add_argument("--format", choices=["a1111"], default="a1111", help="kohya-ss safetensors (A1111, ComfyUI)")
+    p.add_argument("--out", help="output .safetensors (default: <lora>_a1111.safetensors)")
+    p.set_defaults(fn=_export_lora)
+    p = sub.add_parser("report", help="ratio study from MLflow: reports/ratio_sweep.{md,png,csv}")
+    p.add_argument("--out", default="reports")
+    p.set_defaults(fn=_report)
+    p = sub.add_parser("app", help="open the FiftyOne App (127.0.0.1) on the real vs synthetic dataset")
+    p.add_argument("--port", type=int, default=5151)
+    p.add_argument("--dataset", default="dermsynth")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the dataset from the outputs first")
+    p.set_defaults(fn=_app)
     args = parser.parse_args(argv)
     args.fn(args)
 

@@ -45,5 +45,7 @@ def configure_environment() -> None:
         "FIFTYONE_DATABASE_VALIDATION": "false",
         "DVC_NO_ANALYTICS": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # FiftyOne's MongoDB lives in the project (the main repository, also for DVC experiments)
+        "FIFTYONE_DATABASE_DIR": str(Path(os.environ.get("DVC_ROOT") or ".").resolve() / ".fiftyone" / "db"),
     }.items():
         os.environ.setdefault(key, value)

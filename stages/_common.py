@@ -13,6 +13,14 @@ def main(run: Callable[[dict], None]) -> None:
     configure_environment()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # diffusers warns once per pipeline about text-encoder LoRA keys we never train: noise in logs
+    from diffusers.utils import logging as dlogging
+
+    dlogging.set_verbosity_error()
+    dlogging.disable_progress_bar()  # per-component loading bars; our own bars show the work
+    from transformers.utils import logging as tlogging
+
+    tlogging.disable_progress_bar()
     from dermsynth.data.records import IngestError
     from dermsynth.quality.gate import QualityGateError
 

@@ -22,11 +22,11 @@ def run(params: dict) -> None:
     interim = pd.read_csv(Path(paths["interim"]) / "manifest.csv", keep_default_na=False, dtype=str)
     df = preprocess_all(interim, Path(paths["raw"]), prepared / "images", Path("."), cfg, split["workers"])
     manifest, summary = build_manifest(df, split["phash_distance"], split["val_fraction"], split["test_fraction"],
-                                       params["seed"])
+                                       params["data_seed"])
     manifest.to_csv(prepared / "manifest.csv", index=False)
-    save_resolved({**vars(cfg), **split, "seed": params["seed"]}, prepared / "config.json")
+    save_resolved({**vars(cfg), **split, "seed": params["data_seed"]}, prepared / "config.json")
     (reports / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    grid = example_grid(interim, Path(paths["raw"]), cfg, seed=params["seed"])
+    grid = example_grid(interim, Path(paths["raw"]), cfg, seed=params["data_seed"])
     cv2.imwrite(str(reports / "examples.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     print(json.dumps(summary, indent=2))
 

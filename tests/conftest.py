@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from dermsynth.config import configure_environment
+import tempfile
+
+# Tests never touch the project's own FiftyOne database or MLflow store.
+os.environ.setdefault("FIFTYONE_DATABASE_DIR", tempfile.mkdtemp(prefix="dermsynth-fo-"))
+
+from dermsynth.config import configure_environment  # noqa: E402
 
 configure_environment()
 REPO = Path(__file__).resolve().parents[1]

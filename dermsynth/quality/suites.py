@@ -17,6 +17,8 @@ class QualityConfig:
     min_raw_size: int = 64
     min_minority_fraction: float = 0.1  # per split and per test set; the real imbalance is reported anyway
     min_split_rows: int = 10
+    min_pixel_std: float = 2.0  # synthetic images flatter than this are blank
+    min_pixel_mean: float = 8.0  # ... darker than this are black
 
 
 def _why(text: str) -> dict:
@@ -112,5 +114,56 @@ def prepared_suite(manifest: pd.DataFrame, repo_root: Path, size: int, cfg: Qual
         Table("leakage", leakage(manifest), [
             gxe.ExpectColumnValuesToBeBetween(column="n_splits", max_value=1,
                                               meta=_why("no lesion, patient or duplicate cluster crosses splits")),
+        ]),
+    ]
+
+
+def synthetic_images(metadata: pd.DataFrame, repo_root: Path) -> pd.DataFrame:
+    """Per generated image: does it decode, its size, and its pixel statistics."""
+    import numpy as np
+
+    rows = []
+    for p, label in zip(metadata["path"], metadata["label"]):
+        try:
+            with Image.open(repo_root / p) as im:
+                a = np.asarray(im.convert("RGB"), dtype=np.float32)
+            rows.append({"path": p, "label": label, "decodes": True, "width": a.shape[1], "height": a.shape[0],
+                         "pixel_std": float(a.std()), "pixel_mean": float(a.mean()), "finite": bool(np.isfinite(a).all())})
+        except Exception:  # noqa: BLE001 - an unreadable file is what the gate reports
+            rows.append({"path": p, "label": label, "decodes": False, "width": 0, "height": 0,
+                         "pixel_std": 0.0, "pixel_mean": 0.0, "finite": False})
+    return pd.DataFrame(rows)
+
+
+def synthetic_suite(metadata: pd.DataFrame, repo_root: Path, n_per_class: int, classes: list[str], size: int,
+                    cfg: QualityConfig = QualityConfig()) -> list[Table]:
+    from dermsynth.diffusion.sample import METADATA_COLUMNS
+
+    counts = metadata.groupby("label").size().reindex(classes, fill_value=0).rename("n").reset_index()
+    counts["fraction"] = counts["n"] / max(len(metadata), 1)
+    expected_fraction = 1.0 / len(classes)
+    return [
+        Table("metadata", metadata, [
+            gxe.ExpectTableColumnsToMatchOrderedList(column_list=METADATA_COLUMNS, meta=_why("DESIGN.md contract")),
+            gxe.ExpectColumnValuesToBeUnique(column="image_id"),
+            gxe.ExpectColumnValuesToBeUnique(column="seed", meta=_why("one recorded seed per image")),
+            gxe.ExpectColumnValuesToBeInSet(column="label", value_set=classes),
+            *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in METADATA_COLUMNS if c != "negative_prompt"],
+        ]),
+        Table("counts", counts, [
+            gxe.ExpectColumnValuesToBeBetween(column="n", min_value=n_per_class, max_value=n_per_class,
+                                              meta=_why("generate.n_per_class images of each class")),
+            gxe.ExpectColumnValuesToBeBetween(column="fraction", min_value=expected_fraction, max_value=expected_fraction,
+                                              meta=_why("exactly balanced classes")),
+        ]),
+        Table("images", synthetic_images(metadata, repo_root), [
+            gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True], meta=_why("every file decodes")),
+            gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True], meta=_why("no NaN images")),
+            gxe.ExpectColumnValuesToBeBetween(column="width", min_value=size, max_value=size),
+            gxe.ExpectColumnValuesToBeBetween(column="height", min_value=size, max_value=size),
+            gxe.ExpectColumnValuesToBeBetween(column="pixel_std", min_value=cfg.min_pixel_std,
+                                              meta=_why("no blank (flat) images")),
+            gxe.ExpectColumnValuesToBeBetween(column="pixel_mean", min_value=cfg.min_pixel_mean,
+                                              meta=_why("no black images")),
         ]),
     ]

@@ -1,0 +1,113 @@
+"""`dvc repro` and `dvc exp run -S ratio=...` on the embedded demo, in a fresh copy of the repository."""
+import json
+import re
+import time
+
+import pandas as pd
+import pytest
+
+from dermsynth.classify.metrics import METRICS
+from tests.e2e.conftest import CI_PARAMS, run
+
+pytestmark = pytest.mark.slow
+MODELS = ["vit_tiny_patch16_224", "mobilenetv2_100"]
+
+
+def test_raw_data_restored_exactly(clone):
+    out = run(["dvc", "status", "data.dvc"], clone).stdout
+    assert "up to date" in out.lower(), out
+
+
+def test_repro_builds_the_data_stages(clone, repro):
+    m = pd.read_csv(clone / "data/prepared/manifest.csv", keep_default_na=False)
+    assert len(m) > 300 and set(m.split) == {"train", "val", "test"}
+    assert all((clone / p).is_file() for p in m.path)
+    q = pd.read_csv(clone / "reports/quarantine.csv")
+    assert len(q) == 12 and set(q.columns) >= {"source", "image_id", "reason"}
+    for suite in ("raw", "prepared", "synthetic"):
+        assert json.loads((clone / f"reports/quality/{suite}.json").read_text())["success"]
+    assert (clone / "reports/preprocess/examples.png").stat().st_size > 10_000
+
+
+def test_repro_builds_diffusion_outputs_plain_diffusers_can_load(clone, repro):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(clone / "models/base", safety_checker=None)
+    for label in ("benign", "malignant"):
+        pipe.load_lora_weights(str(clone / "models/lora" / label), adapter_name=label)
+        assert (clone / f"reports/lora/{label}/loss.csv").is_file()
+    meta = pd.read_csv(clone / "data/synthetic/metadata.csv", keep_default_na=False)
+    n = CI_PARAMS[("generate", "n_per_class")]
+    assert list(meta.columns) == ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed",
+                                  "lora", "base_model", "path"]
+    assert (meta.groupby("label").size() == n).all() and meta.seed.is_unique
+    assert set(meta.sampler) == {"euler", "euler_a", "plms"} and meta.steps.between(20, 26).all()
+    assert set(meta.base_model) == {"models/base"} and set(meta.lora) == {"models/lora/benign", "models/lora/malignant"}
+
+
+def test_metrics_for_both_models_and_test_sets(clone, repro):
+    shown = run(["dvc", "metrics", "show", "--json"], clone).stdout
+    for model in MODELS:
+        met = json.loads((clone / f"reports/metrics/{model}.json").read_text())
+        for ts in ("isic", "ham10000"):
+            for k in METRICS:
+                assert f"{ts}_{k}" in met and f"{ts}_{k}_ci95" in met
+        assert f"{model}.json" in shown
+        pred = pd.read_csv(clone / f"reports/predictions/{model}.csv")
+        assert list(pred.columns[:5]) == ["image_id", "testset", "label", "score", "pred"]
+    for card in ("model_card.md", "data_card.md"):
+        assert len((clone / "reports" / card).read_text()) > 500
+
+
+def test_audit_outputs(clone, repro):
+    s = json.loads((clone / "reports/audit/summary.json").read_text())
+    assert s["synthetic_images"] == 2 * CI_PARAMS[("generate", "n_per_class")]
+    assert set(s["fidelity"]) == {"benign", "malignant"} and all(v["fid"] >= 0 for v in s["fidelity"].values())
+    mem = pd.read_csv(clone / "reports/audit/memorization.csv")
+    assert len(mem) == s["synthetic_images"] and "near_copy" in mem.columns
+
+
+def test_second_repro_does_nothing(clone, repro):
+    t = time.perf_counter()
+    out = run(["dvc", "repro"], clone).stdout
+    elapsed = time.perf_counter() - t
+    assert "Running stage" not in out and "up to date" in out.lower(), out
+    print(f"second dvc repro took {elapsed:.1f}s")
+
+
+def test_exp_run_ratio_reruns_only_the_classifier_side(clone, repro):
+    """`dvc exp run -S ratio=0`: real-only classifiers, and nothing upstream of them re-runs."""
+    out = run(["dvc", "exp", "run", "-S", "ratio=0"], clone, timeout=3600).stdout
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert ran == {f"train@{m}" for m in MODELS} | {f"evaluate@{m}" for m in MODELS} | {"cards", "audit"}, ran
+    from dermsynth import tracking
+
+    import os
+
+    os.environ["DVC_ROOT"] = str(clone)
+    try:
+        runs = tracking.runs()
+    finally:
+        del os.environ["DVC_ROOT"]
+    real_only = runs[runs["params.ratio"] == "0.0"]
+    assert set(real_only["params.model"]) == set(MODELS)
+    for _, r in real_only.iterrows():
+        assert all(f"metrics.{ts}_{k}" in runs.columns and pd.notna(r[f"metrics.{ts}_{k}"])
+                   for ts in ("isic", "ham10000") for k in METRICS)
+        assert r["tags.dvc_exp_name"]
+    for model in MODELS:
+        bal = json.loads((clone / f"reports/metrics/{model}.json").read_text())["isic_balanced_accuracy"]
+        assert 0.5 < bal < 1.0, (model, bal)
+
+
+def test_failed_gate_stops_repro(clone, repro):
+    """A quality parameter no data can meet: the gate stage fails and names the expectation."""
+    params = (clone / "params.yaml").read_text()
+    try:
+        (clone / "params.yaml").write_text(params.replace("min_minority_fraction: 0.1", "min_minority_fraction: 0.45"))
+        p = run(["dvc", "repro", "quality_prepared"], clone, check=False)
+        assert p.returncode != 0
+        assert "quality gate 'prepared' failed" in p.stderr + p.stdout
+        assert "minority_fraction" in p.stderr + p.stdout
+    finally:
+        (clone / "params.yaml").write_text(params)

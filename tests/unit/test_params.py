@@ -1,0 +1,60 @@
+"""params.yaml, configs/paper.yaml and dvc.yaml agree with each other and with the code."""
+from pathlib import Path
+
+import yaml
+
+from dermsynth.audit.run import AuditConfig
+from dermsynth.classify.mixing import MixConfig
+from dermsynth.classify.train import TrainConfig
+from dermsynth.config import from_block
+from dermsynth.data.preprocess import PrepConfig
+from dermsynth.diffusion.lora import LoraTrainConfig
+from dermsynth.diffusion.pretrain import PretrainConfig
+from dermsynth.diffusion.sample import GenerateConfig
+from dermsynth.quality.suites import QualityConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _keys(d, prefix=""):
+    out = set()
+    for k, v in d.items():
+        out.add(prefix + k)
+        if isinstance(v, dict) and k != "overrides":
+            out |= _keys(v, prefix + k + ".")
+    return out
+
+
+def test_paper_config_has_the_same_keys_as_params():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    paper = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    assert _keys(params) == _keys(paper)
+    assert paper["prepare"]["size"] == 512 and paper["lora"]["batch_size"] == 2 and paper["lora"]["epochs"] == 120
+    assert paper["lora"]["learning_rate"] == 1e-4 and paper["generate"]["guidance_scale"] == 7.0
+
+
+def test_every_block_builds_its_config():
+    for f in ("params.yaml", "configs/paper.yaml"):
+        p = yaml.safe_load((ROOT / f).read_text())
+        prep = {k: v for k, v in p["prepare"].items() if k not in ("val_fraction", "test_fraction", "phash_distance", "workers")}
+        from_block(PrepConfig, prep)
+        from_block(QualityConfig, p["quality"])
+        from_block(PretrainConfig, p["base_model"]["pretrain"])
+        lora = {k: v for k, v in p["lora"].items() if k != "threads"}
+        from_block(LoraTrainConfig, lora)
+        from_block(GenerateConfig, p["generate"])
+        t = {k: v for k, v in p["train"].items() if k not in ("models", "mixing", "overrides", "img_size")}
+        from_block(TrainConfig, t)
+        from_block(MixConfig, p["train"]["mixing"])
+        from_block(AuditConfig, p["audit"])
+        assert 0 <= p["ratio"] <= 1
+
+
+def test_ratio_is_read_only_by_the_classifier_side():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    readers = {name for name, st in dvc["stages"].items() if "ratio" in (st.get("params") or [])}
+    assert readers == {"train", "cards"}
+    upstream = {"ingest", "quality_raw", "preprocess", "quality_prepared", "base_model", "train_lora", "generate",
+                "quality_synthetic"}
+    for name in upstream:
+        assert "seed" not in (dvc["stages"][name].get("params") or []), name
