@@ -43,8 +43,6 @@ def _free_port() -> int:
 
 
 def test_app_serves_dataset_and_stops_cleanly(clone, repro, tmp_path):
-    import fiftyone as fo
-
     db_dir = str(tmp_path / "fo-db")  # a database of its own: the app must build the dataset itself
     port = _free_port()
     env = dict(os.environ, FIFTYONE_DATABASE_DIR=db_dir, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
@@ -58,17 +56,17 @@ def test_app_serves_dataset_and_stops_cleanly(clone, repro, tmp_path):
             assert line or proc.poll() is None, "app exited:\n" + "".join(lines)
             lines.append(line)
             assert time.time() - t0 < 600, "app did not start:\n" + "".join(lines)
-        query = ("query Q($view: BSONArray!) { samples(dataset: \"dermsynth\", view: $view, first: 1) "
-                 "{ ... on SampleItemStrConnection { total } } }")
+        # what the App's own server reports: samples per origin (real / synthetic) of the dataset
+        query = ('query { aggregate(datasetName: "dermsynth", view: [], aggregations: [{countValues: {field: "origin"}}])'
+                 " { ... on StrCountValuesResponse { values { key value } } } }")
         counts = {}
-        for tag in ("real", "synthetic"):
-            stage = fo.MatchTags(tag)._serialize()
-            for _ in range(30):  # the server answers a few seconds after the session starts
-                try:
-                    counts[tag] = _graphql(port, query, {"view": [stage]})["data"]["samples"]["total"]
-                    break
-                except OSError:
-                    time.sleep(1)
+        for _ in range(30):  # the server answers a few seconds after the session starts
+            try:
+                answer = _graphql(port, query, {})
+                counts = {v["key"]: v["value"] for v in answer["data"]["aggregate"][0]["values"]}
+                break
+            except OSError:
+                time.sleep(1)
         assert counts["real"] > 300 and counts["synthetic"] > 300, counts
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
             assert r.status == 200

@@ -147,18 +147,6 @@ def test_plan_follows_the_metadata_contract():
     assert df.equals(again)
 
 
-@pytest.fixture(scope="module")
-def gen_repo(tiny_base, instance_images, tmp_path_factory):
-    """A repo-like folder with models/base and two LoRAs, as the generate stage sees it."""
-    root = tmp_path_factory.mktemp("genrepo")
-    shutil.copytree(tiny_base, root / "models/base")
-    img_root, paths = instance_images
-    for label in ("benign", "malignant"):
-        train_lora(root / "models/base", paths, label, root / "models/lora" / label, root / ".work/lora",
-                   LoraTrainConfig(**{**LORA.__dict__, "max_steps": 2}), repo_root=img_root)
-    return root
-
-
 def _gen(root, out, batch_size=4, stop=None, n=6):
     cfg = GenerateConfig(n_per_class=n, batch_size=batch_size, steps_min=3, steps_max=4, threads=1, seed=1)
     loras = {c: f"models/lora/{c}" for c in cfg.classes}
