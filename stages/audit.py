@@ -35,7 +35,6 @@ def run(params: dict) -> None:
         with result["timer"].step("FiftyOne dataset"):
             build_from_outputs(params, embeddings=result["embeddings"], memorization=result["memorization"])
     s = result["summary"]
-    s["seconds"] = result["timer"].times
     (out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
     print(json.dumps(s, indent=2))
     if s["near_copy_rate"] > cfg.max_near_copy_rate:

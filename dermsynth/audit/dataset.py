@@ -35,11 +35,16 @@ def build_dataset(real: pd.DataFrame, synthetic: pd.DataFrame, predictions: dict
         fo.delete_dataset(name)
     ds = fo.Dataset(name, persistent=True)
     samples = []
+    # embeddings travel inside the samples (numpy arrays are stored as binary): one bulk insert
+    # instead of a second pass of per-sample updates, which takes 4x longer
+    vectors = iter(embeddings) if embeddings is not None else None
     for r in real.itertuples():
         samples.append(fo.Sample(
             filepath=str(root / r.path), tags=["real", r.split], origin="real", image_id=r.image_id, source=r.source,
             split=r.split, lesion_id=str(r.lesion_id or ""), patient_id=str(r.patient_id or ""),
             ground_truth=fo.Classification(label=r.label)))
+        if vectors is not None:
+            samples[-1]["embedding"] = np.asarray(next(vectors), dtype=np.float32)
     near = set(memorization.loc[memorization.near_copy, "image_id"]) if memorization is not None else set()
     mem = memorization.set_index("image_id") if memorization is not None else None
     for r in synthetic.itertuples():
@@ -52,10 +57,10 @@ def build_dataset(real: pd.DataFrame, synthetic: pd.DataFrame, predictions: dict
             s["nn_real_image_id"] = str(m.nn_real_image_id)
             s["nn_cosine_similarity"] = float(m.cosine_similarity)
             s["nn_phash_distance"] = int(m.phash_distance)
+        if vectors is not None:
+            s["embedding"] = np.asarray(next(vectors), dtype=np.float32)
         samples.append(s)
     ds.add_samples(samples, progress=False)
-    if embeddings is not None:
-        ds.set_values("embedding", [e.astype(float).tolist() for e in embeddings])
     for model, pred in predictions.items():
         key = "pred_" + model.replace(".", "_").replace("-", "_")
         lookup = {(str(r.image_id)): r for r in pred.itertuples()}

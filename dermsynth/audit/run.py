@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,21 +38,17 @@ def _phash_file(path: str) -> int:
 
 
 class Timer:
+    """Wall time per named step, printed as it ends (the audit reports where its minutes go)."""
+
     def __init__(self):
         self.times: dict[str, float] = {}
 
-    def step(self, name: str):
-        timer = self
-
-        class _T:
-            def __enter__(self):
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.times[name] = round(time.perf_counter() - self.t, 2)
-                print(f"audit: {name} took {timer.times[name]:.1f} s", flush=True)
-
-        return _T()
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        yield
+        self.times[name] = round(time.perf_counter() - t, 2)
+        print(f"audit: {name} took {self.times[name]:.1f} s", flush=True)
 
 
 def audit(manifest: pd.DataFrame, synthetic: pd.DataFrame, classifiers: Path, cfg: AuditConfig,
@@ -94,7 +92,7 @@ def audit(manifest: pd.DataFrame, synthetic: pd.DataFrame, classifiers: Path, cf
                "near_copies_by_embedding": int((mem.cosine_similarity >= cosine_min).sum()),
                "near_copies_by_phash": int((mem.phash_distance <= cfg.phash_max).sum()),
                "max_near_copy_rate": cfg.max_near_copy_rate, "real_images": int(len(manifest)),
-               "synthetic_images": int(len(synthetic)), "seconds": timer.times,
+               "synthetic_images": int(len(synthetic)), "seconds": timer.times,  # the same dict, still growing
                "fidelity": {k: v for k, v in fidelity.items() if k != "feature_space"}}
     return {"embeddings": np.concatenate([real_emb, syn_emb]), "memorization": mem, "fidelity": fidelity,
             "summary": summary, "timer": timer}
@@ -104,5 +102,4 @@ def write_outputs(result: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     result["memorization"].to_csv(out_dir / "memorization.csv", index=False)
     (out_dir / "fidelity.json").write_text(json.dumps(result["fidelity"], indent=2) + "\n")
-    (out_dir / "summary.json").write_text(json.dumps(result["summary"], indent=2) + "\n")
     np.save(out_dir / "embeddings.npy", result["embeddings"].astype(np.float32))

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
 
-from dermsynth.classify.metrics import METRICS, binary_metrics, bootstrap_ci, youden_threshold  # noqa: E402
+from dermsynth.classify.metrics import binary_metrics, bootstrap_ci, youden_threshold  # noqa: E402
 from dermsynth.classify.models import gradcam_target_layer  # noqa: E402
 from dermsynth.classify.train import predict  # noqa: E402
 
@@ -113,6 +113,3 @@ def gradcam_grid(model: torch.nn.Module, transform, rows: pd.DataFrame, out_png:
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
 
-
-__all__ = ["METRICS", "PREDICTION_COLUMNS", "evaluate_model", "gradcam_grid", "plot_roc_and_confusion", "roc_table",
-           "split_test_sets"]

@@ -5,7 +5,7 @@ Names follow DESIGN.md: accuracy, balanced_accuracy, sensitivity, specificity, f
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
 
 METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "auc", "pauc80")
 
@@ -32,18 +32,24 @@ def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
+    """The seven test metrics at `threshold` (counts in numpy: the bootstrap calls this 1000s of times)."""
     y, score = np.asarray(y).astype(int), np.asarray(score, dtype=float)
-    pred = (score >= threshold).astype(int)
-    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
-    both = len(np.unique(y)) == 2
+    pred = score >= threshold
+    pos = y == 1
+    tp, fn = int((pred & pos).sum()), int((~pred & pos).sum())
+    fp, tn = int((pred & ~pos).sum()), int((~pred & ~pos).sum())
+    nan = float("nan")
+    sens = tp / (tp + fn) if tp + fn else nan
+    spec = tn / (tn + fp) if tn + fp else nan
+    both = bool(tp + fn) and bool(tn + fp)
     return {
-        "accuracy": float((tp + tn) / len(y)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else float("nan"),
-        "sensitivity": float(tp / (tp + fn)) if tp + fn else float("nan"),
-        "specificity": float(tn / (tn + fp)) if tn + fp else float("nan"),
-        "f1": float(f1_score(y, pred, zero_division=0)),
-        "auc": float(roc_auc_score(y, score)) if both else float("nan"),
-        "pauc80": pauc_above_tpr(y, score) if both else float("nan"),
+        "accuracy": (tp + tn) / len(y),
+        "balanced_accuracy": (sens + spec) / 2 if both else nan,
+        "sensitivity": sens,
+        "specificity": spec,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+        "auc": float(roc_auc_score(y, score)) if both else nan,
+        "pauc80": pauc_above_tpr(y, score) if both else nan,
     }
 
 
