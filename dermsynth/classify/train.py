@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,8 +99,10 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
     dev = _device()
     if dev.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    # timm's RandomResizedCrop draws from Python's `random`, the rest from torch: seed all three
+    random.seed(cfg.seed)
     np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
     model = create_classifier(cfg.model, cfg.img_size, cfg.pretrained_file, cfg.drop_rate).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -110,3 +110,15 @@ def test_ratio_report_pairs_seeds(tmp_path, mlflow_store):
     assert auc.p_paired_t < 0.01 and auc.ci95_low < auc["mean"] < auc.ci95_high
     assert "Ratio study" in (tmp_path / "rep/ratio_sweep.md").read_text()
     assert (tmp_path / "rep/ratio_sweep.png").stat().st_size > 5000
+
+
+def test_training_is_reproducible(prepared_session, tmp_path):
+    from safetensors.torch import load_file
+
+    root, m = prepared_session
+    cfg = TrainConfig(model="resnet18", img_size=32, epochs=1, batch_size=16, threads=2, seed=3)
+    train = m[m.split == "train"]
+    for out in ("a", "b"):
+        train_classifier(train, m[m.split == "val"], cfg, tmp_path / out, root=root)
+    a, b = load_file(tmp_path / "a/model.safetensors"), load_file(tmp_path / "b/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
