@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 # The end-to-end run uses the demo at reduced effort so the whole suite fits CI's budget: the same
 # stages and code paths, fewer steps and images. The full-size demo is `make run`.
 CI_PARAMS = {
-    ("base_model", "pretrain", "vae_steps"): 150,
+    ("base_model", "pretrain", "vae_steps"): 100,
     ("base_model", "pretrain", "unet_steps"): 300,
     ("lora", "max_steps"): 60,
     ("lora", "checkpoint_every"): 30,
