@@ -23,17 +23,23 @@ def model_card(params: dict, models: list[str], reports: Path, classifiers: Path
              "Research on the value of synthetic data for skin-lesion classification. **Not a medical device**; not",
              "validated for diagnosis. Test sets come from the same archives as the training data.", "",
              "## Training", "",
-             f"- synthetic fraction `ratio` = {params['ratio']} (mixing mode `{params['train']['mixing']['mode']}`), "
-             f"seed = {params['seed']}, image size {params['prepare']['size']} px",
+             f"- synthetic fraction `ratio` = {params['ratio']} (mixing mode `{params['train']['mixing']['mode']}`, "
+             f"synthetic class mix `{params['train']['mixing'].get('synthetic_class_mix', 'balanced')}`, real fraction "
+             f"{params['train'].get('real_fraction', 1.0)}), seed = {params['seed']}, data seed = {params['data_seed']}, "
+             f"image size {params['prepare']['size']} px",
              f"- epochs {params['train']['epochs']}, batch {params['train']['batch_size']}, lr {params['train']['lr']}, "
              f"weight decay {params['train']['weight_decay']}, balanced batches {params['train']['balanced_batches']}",
              f"- base diffusion model `{params['base_model']['name']}`, LoRA rank {params['lora']['rank']}",
-             "", "| model | real benign | real malignant | synthetic benign | synthetic malignant | achieved ratio | best val AUROC |",
-             "|---|---|---|---|---|---|---|"]
+             "", "Synthetic share per class: the fraction of each class's training images that are synthetic (equal shares: "
+             "origin carries no class information).", "",
+             "| model | real benign | real malignant | synthetic benign | synthetic malignant | achieved ratio | "
+             "synthetic share benign | synthetic share malignant | best val AUROC |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         s = json.loads((classifiers / model_slug(m) / "summary.json").read_text())
         lines.append(f"| {m} | {s['n_real_benign']} | {s['n_real_malignant']} | {s['n_synthetic_benign']} | "
-                     f"{s['n_synthetic_malignant']} | {s['achieved_ratio']} | {_fmt(s['best_val_auc'])} |")
+                     f"{s['n_synthetic_malignant']} | {s['achieved_ratio']} | {s.get('synthetic_share_benign', '')} | "
+                     f"{s.get('synthetic_share_malignant', '')} | {_fmt(s['best_val_auc'])} |")
     lines += ["", "## Test results (threshold chosen on validation; 95% bootstrap CI)", ""]
     for m in models:
         met = json.loads((reports / "metrics" / f"{model_slug(m)}.json").read_text())

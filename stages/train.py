@@ -12,7 +12,7 @@ from dermsynth.classify.mixing import MixConfig, mix
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
-from dermsynth.tracking import start_run
+from dermsynth.tracking import MODEL_TAG, model_digest, start_run
 from stages._common import main
 
 
@@ -21,7 +21,7 @@ def run(params: dict) -> None:
     ap.add_argument("--model", required=True)
     name = ap.parse_args().model
     t = dict(params["train"])
-    mix_cfg = from_block(MixConfig, t.pop("mixing"))
+    mix_cfg = from_block(MixConfig, {**t.pop("mixing"), "real_fraction": float(t.pop("real_fraction", 1.0))})
     overrides = t.pop("overrides", {}).get(name, {})
     t.pop("models")
     img_size = t.pop("img_size") or params["prepare"]["size"]  # 0 = the prepared images' size
@@ -34,15 +34,24 @@ def run(params: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     train_df.to_csv(out / "training_set.csv", index=False)
     print(f"training set (ratio={ratio}, {mix_cfg.mode}): " + json.dumps(counts))
-    run_params = {"ratio": ratio, "model": name, "seed": params["seed"], "mixing": vars(mix_cfg), **vars(cfg)}
-    with start_run(f"{name} ratio={ratio} seed={params['seed']}", run_params) as (mlflow, active):
+    # the per-class counts are params too: they say what the run was, and the report reads them
+    run_params = {"ratio": ratio, "model": name, "seed": params["seed"], "data_seed": params["data_seed"],
+                  "real_fraction": mix_cfg.real_fraction, "synthetic_class_mix": mix_cfg.synthetic_class_mix,
+                  "mixing": vars(mix_cfg), "counts": counts, **vars(cfg)}
+    run_name = f"{name} ratio={ratio} seed={params['seed']}" + (
+        f" real_fraction={mix_cfg.real_fraction}" if mix_cfg.real_fraction < 1 else "")
+    with start_run(run_name, run_params) as (mlflow, active):
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
         summary = train_classifier(train_df, manifest[manifest.split == "val"], cfg, out,
                                    on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch))
-        mlflow.log_metrics({"best_val_auc": summary["best_val_auc"], "train_images_per_second": summary["images_per_second"]})
+        mlflow.log_metrics({"best_val_auc": summary["best_val_auc"], "train_images_per_second": summary["images_per_second"],
+                            "train_seconds": summary["seconds"]})
+        mlflow.set_tag(MODEL_TAG, model_digest(out))  # how evaluate finds this run again
         run_id = active.info.run_id
     save_resolved({"train": vars(cfg), "mixing": vars(mix_cfg), "ratio": ratio}, out / "config.json")
-    (out / "summary.json").write_text(json.dumps({**summary, **counts, "mlflow_run_id": run_id}, indent=2) + "\n")
+    # no timings and no run id in the DVC output: its files must be the same on every identical run
+    kept = {k: v for k, v in summary.items() if k not in ("seconds", "images_per_second")}
+    (out / "summary.json").write_text(json.dumps({**kept, **counts}, indent=2) + "\n")
     print(f"{name}: best val AUROC {summary['best_val_auc']:.4f} at epoch {summary['best_epoch']}, "
           f"{summary['images_per_second']:.0f} training images/s, MLflow run {run_id}")
 

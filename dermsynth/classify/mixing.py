@@ -8,7 +8,14 @@ real:synthetic, 1 = synthetic only). Two ways to reach it:
   compare at equal size, which isolates the effect of *what* the images are.
 - `add`: every real image, plus synthetic ones until they make up `ratio` of the set.
 
-The synthetic part is class-balanced (as generated: 50/50).
+The synthetic part has the real part's class mix by default (`synthetic_class_mix:
+match_real`), so every class has the same synthetic share at every ratio: were it drawn 50/50
+from the balanced synthetic set, most malignant training images would be synthetic while most
+benign ones were real, "looks synthetic" would become a malignancy cue, and each ratio would
+change the class mix as well. `balanced` (50/50) is the explicit alternative.
+
+`real_fraction` < 1 first keeps that share of the real training set, drawn by whole groups
+(lesion / patient / duplicate cluster), for the data-limited axis of the study.
 """
 from __future__ import annotations
 
@@ -26,6 +33,8 @@ MIX_COLUMNS = ["image_id", "path", "label", "origin"]
 class MixConfig:
     mode: str = "fixed_size"  # fixed_size | add
     neg_pos_ratio: float = 0.0  # > 0: keep at most this many benign per malignant real image (negative downsampling)
+    synthetic_class_mix: str = "match_real"  # match_real | balanced (50/50, confounds class with origin)
+    real_fraction: float = 1.0  # share of the real training set used, drawn by group (data-limited axis)
 
 
 def _take(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -33,25 +42,53 @@ def _take(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
     return df.iloc[np.sort(rng.choice(len(df), n, replace=False))] if n else df.iloc[:0]
 
 
-def _stratified(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """`n` rows keeping the label proportions of `df` (largest remainder rounding)."""
-    if n >= len(df):
-        return df
-    share = df["label"].value_counts().sort_index() * n / len(df)
-    counts = np.floor(share).astype(int)
-    for lab in (share - counts).sort_values(ascending=False).index[: n - counts.sum()]:
+def _allocate(n: int, shares: pd.Series) -> pd.Series:
+    """`n` split by `shares` (summing to 1), largest remainder first: exact total, each within one."""
+    want = shares * n
+    counts = np.floor(want).astype(int)
+    for lab in (want - counts).sort_values(ascending=False, kind="stable").index[: n - counts.sum()]:
         counts[lab] += 1
-    return pd.concat([_take(df[df.label == lab], int(c), rng) for lab, c in counts.items()])
+    return counts
 
 
-def _balanced(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
-    labels = sorted(df["label"].unique())
-    per = [n // len(labels) + (1 if i < n % len(labels) else 0) for i in range(len(labels))]
-    parts = [_take(df[df.label == lab], k, rng) for lab, k in zip(labels, per)]
-    short = [(lab, k, len(p)) for lab, k, p in zip(labels, per, parts) if len(p) < k]
-    if short:
-        log.warning("not enough synthetic images: %s (wanted, got); the achieved ratio is lower", short)
-    return pd.concat(parts)
+def _plan_counts(real_counts: pd.Series, ratio: float, cfg: MixConfig) -> tuple[pd.Series, pd.Series]:
+    """Real and synthetic images per class.
+
+    match_real decides per class, so each class gets `ratio` synthetic to within one image;
+    balanced fixes the synthetic total and splits it 50/50 (the real part keeps its mix).
+    """
+    n = int(real_counts.sum())
+    if cfg.mode == "add" and ratio >= 1.0:
+        raise ValueError("ratio=1 in 'add' mode would need infinitely many synthetic images; use fixed_size")
+    per_real = ratio if cfg.mode == "fixed_size" else ratio / (1.0 - ratio)  # synthetic per real image
+    if cfg.synthetic_class_mix == "match_real":
+        syn = (real_counts * per_real).round().astype(int)
+        real = real_counts - syn if cfg.mode == "fixed_size" else real_counts
+        return real, syn
+    n_syn = int(round(n * per_real))
+    syn = _allocate(n_syn, pd.Series(1.0 / len(real_counts), index=real_counts.index))
+    real = _allocate(n - n_syn, real_counts / max(n, 1)) if cfg.mode == "fixed_size" else real_counts
+    return real, syn
+
+
+def subsample_groups(real: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.DataFrame:
+    """About `fraction` of the rows, taking whole groups (no lesion is split), per class."""
+    if fraction >= 1.0:
+        return real
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"real_fraction must be in (0, 1], got {fraction}")
+    key = real["group"] if "group" in real else real.get("lesion_id", real["image_id"])
+    key = key.where(key.astype(str) != "", real["image_id"]).astype(str)
+    keep = []
+    for lab in sorted(real["label"].unique()):
+        groups = pd.unique(key[real.label == lab])
+        order = rng.permutation(len(groups))
+        sizes = key[real.label == lab].value_counts().reindex(groups[order])
+        target = fraction * (real.label == lab).sum()
+        # whole groups in random order until the class reaches its share (at least one group)
+        n_groups = max(int(np.searchsorted(sizes.cumsum().to_numpy(), target, side="left")) + 1, 1)
+        keep.extend(sizes.index[:n_groups])
+    return real[key.isin(set(keep)).to_numpy()]
 
 
 def downsample_negatives(real: pd.DataFrame, neg_pos_ratio: float, rng: np.random.Generator) -> pd.DataFrame:
@@ -65,26 +102,30 @@ def mix(real: pd.DataFrame, synthetic: pd.DataFrame, ratio: float, cfg: MixConfi
     """The training table (image_id, path, label, origin) and its counts."""
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be in [0, 1], got {ratio}")
-    rng = np.random.default_rng(seed)
-    real = downsample_negatives(real, cfg.neg_pos_ratio, rng)
-    n = len(real)
-    if cfg.mode == "fixed_size":
-        n_syn = int(round(ratio * n))
-        n_real = n - n_syn
-    elif cfg.mode == "add":
-        if ratio >= 1.0:
-            raise ValueError("ratio=1 in 'add' mode would need infinitely many synthetic images; use fixed_size")
-        n_real = n
-        n_syn = int(round(ratio * n / (1.0 - ratio)))
-    else:
+    if cfg.mode not in ("fixed_size", "add"):
         raise ValueError(f"unknown mixing mode {cfg.mode!r}; use fixed_size or add")
-    if n_syn > 0 and len(synthetic) == 0:
+    if cfg.synthetic_class_mix not in ("match_real", "balanced"):
+        raise ValueError(f"unknown synthetic_class_mix {cfg.synthetic_class_mix!r}; use match_real or balanced")
+    rng = np.random.default_rng(seed)
+    real = subsample_groups(real, cfg.real_fraction, rng)
+    real = downsample_negatives(real, cfg.neg_pos_ratio, rng)
+    labels = sorted(set(real["label"]) | set(synthetic["label"]))
+    n_real, n_syn = _plan_counts(real["label"].value_counts().reindex(labels, fill_value=0), ratio, cfg)
+    if n_syn.sum() > 0 and len(synthetic) == 0:
         raise ValueError(f"ratio={ratio} needs synthetic images but the synthetic set is empty")
-    part_real = _stratified(real, n_real, rng).assign(origin="real")
-    part_syn = _balanced(synthetic, n_syn, rng).assign(origin="synthetic") if n_syn else synthetic.iloc[:0].assign(origin="synthetic")
-    out = pd.concat([part_real[MIX_COLUMNS], part_syn[MIX_COLUMNS]], ignore_index=True)
+    part_real = pd.concat([_take(real[real.label == lab], int(k), rng) for lab, k in n_real.items()])
+    parts_syn = [_take(synthetic[synthetic.label == lab], int(k), rng) for lab, k in n_syn.items()]
+    short = [(lab, int(k), len(p)) for (lab, k), p in zip(n_syn.items(), parts_syn) if len(p) < k]
+    if short:
+        log.warning("not enough synthetic images: %s (wanted, got); the achieved ratio is lower", short)
+    part_syn = pd.concat(parts_syn) if parts_syn else synthetic.iloc[:0]
+    out = pd.concat([part_real.assign(origin="real")[MIX_COLUMNS], part_syn.assign(origin="synthetic")[MIX_COLUMNS]],
+                    ignore_index=True)
     out = out.iloc[rng.permutation(len(out))].reset_index(drop=True)
     counts = {f"n_{o}_{lab}": int(((out.origin == o) & (out.label == lab)).sum())
               for o in ("real", "synthetic") for lab in ("benign", "malignant")}
     counts |= {"n_train": len(out), "achieved_ratio": round(float((out.origin == "synthetic").mean()), 4) if len(out) else 0.0}
+    for lab in ("benign", "malignant"):  # the confound check: equal shares under match_real
+        n_lab = counts[f"n_real_{lab}"] + counts[f"n_synthetic_{lab}"]
+        counts[f"synthetic_share_{lab}"] = round(counts[f"n_synthetic_{lab}"] / n_lab, 4) if n_lab else 0.0
     return out, counts

@@ -17,24 +17,68 @@ def _syn(n=200):
     return pd.DataFrame({"image_id": [f"s{i}" for i in range(n)], "path": [f"s/{i}.png" for i in range(n)], "label": lab})
 
 
-@pytest.mark.parametrize("ratio", [0, 0.25, 0.5, 0.75, 0.9375, 1])
+RATIOS = [0, 0.25, 0.5, 0.75, 0.9375, 1]
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
 def test_fixed_size_counts(ratio):
     out, c = mix(_real(), _syn(), ratio, MixConfig("fixed_size"), seed=0)
-    n_syn = round(ratio * 100)
     assert c["n_train"] == len(out) == 100
-    assert c["n_synthetic_benign"] + c["n_synthetic_malignant"] == n_syn
-    assert abs(c["n_synthetic_benign"] - c["n_synthetic_malignant"]) <= 1  # synthetic part balanced
-    n_real = 100 - n_syn
-    assert c["n_real_benign"] + c["n_real_malignant"] == n_real
-    if n_real:
-        assert abs(c["n_real_malignant"] / n_real - 0.3) <= 1 / n_real + 1e-9  # real class mix kept
-    assert c["achieved_ratio"] == pytest.approx(ratio, abs=0.006)
+    # match_real (default): the synthetic part has the real class mix, 70/30
+    assert c["n_synthetic_benign"] == round(ratio * 70) and c["n_synthetic_malignant"] == round(ratio * 30)
+    assert c["n_real_benign"] + c["n_synthetic_benign"] == 70
+    assert c["n_real_malignant"] + c["n_synthetic_malignant"] == 30
+    assert c["achieved_ratio"] == pytest.approx(ratio, abs=0.011)  # each class rounds on its own: <= 1 image each
     assert out.image_id.is_unique
+
+
+@pytest.mark.parametrize("mode", ["fixed_size", "add"])
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_match_real_gives_every_class_the_same_synthetic_share(mode, ratio):
+    """The class-mix confound: under match_real no class is more synthetic than another (within one image)."""
+    if mode == "add" and ratio == 1:
+        return
+    real = _real(183, 61)
+    _, c = mix(real, _syn(6000), ratio, MixConfig(mode), seed=3)
+    for lab, n_lab in (("benign", 183), ("malignant", 61)):
+        total = c[f"n_real_{lab}"] + c[f"n_synthetic_{lab}"]
+        expected = ratio * total
+        assert abs(c[f"n_synthetic_{lab}"] - expected) <= 1, (lab, c)
+        assert c[f"synthetic_share_{lab}"] == pytest.approx(c[f"n_synthetic_{lab}"] / total, abs=1e-4)
+        if mode == "add":
+            assert c[f"n_real_{lab}"] == n_lab
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
+def test_balanced_mode_is_the_explicit_50_50_alternative(ratio):
+    out, c = mix(_real(), _syn(), ratio, MixConfig("fixed_size", synthetic_class_mix="balanced"), seed=0)
+    n_syn = round(ratio * 100)
+    assert c["n_synthetic_benign"] + c["n_synthetic_malignant"] == n_syn
+    assert abs(c["n_synthetic_benign"] - c["n_synthetic_malignant"]) <= 1
+    n_real = 100 - n_syn
+    assert abs(c["n_real_malignant"] / n_real - 0.3) <= 1 / n_real + 1e-9  # real class mix kept
+    # ...and there the confound is visible: malignant images are more often synthetic
+    assert c["synthetic_share_malignant"] > c["synthetic_share_benign"]
+
+
+def test_unknown_class_mix_is_refused():
+    with pytest.raises(ValueError, match="synthetic_class_mix"):
+        mix(_real(), _syn(), 0.5, MixConfig(synthetic_class_mix="even"), seed=0)
+
+
+def test_real_fraction_keeps_whole_groups_and_the_class_mix():
+    real = _real(140, 60).assign(group=[f"g{i // 2}" for i in range(200)])  # two images per lesion group
+    out, c = mix(real, _syn(), 0.0, MixConfig(real_fraction=0.25), seed=0)
+    assert 48 <= len(out) <= 54 and c["n_real_malignant"] in range(14, 18)
+    kept = real[real.image_id.isin(out.image_id)]
+    assert kept.groupby("group").size().eq(2).all()  # no group split
+    with pytest.raises(ValueError, match="real_fraction"):
+        mix(real, _syn(), 0.0, MixConfig(real_fraction=0.0), seed=0)
 
 
 @pytest.mark.parametrize("ratio", [0, 0.5, 0.75])
 def test_add_mode_keeps_all_real(ratio):
-    out, c = mix(_real(), _syn(400), ratio, MixConfig("add"), seed=0)
+    out, c = mix(_real(), _syn(800), ratio, MixConfig("add"), seed=0)
     assert c["n_real_benign"] == 70 and c["n_real_malignant"] == 30
     assert c["n_synthetic_benign"] + c["n_synthetic_malignant"] == round(ratio * 100 / (1 - ratio))
     assert c["achieved_ratio"] == pytest.approx(ratio, abs=0.01)
@@ -47,7 +91,7 @@ def test_add_mode_ratio_one_is_refused():
 
 def test_not_enough_synthetic_is_reported_not_hidden():
     out, c = mix(_real(), _syn(20), 0.75, MixConfig("fixed_size"), seed=0)
-    assert c["n_synthetic_benign"] == c["n_synthetic_malignant"] == 10
+    assert c["n_synthetic_benign"] == c["n_synthetic_malignant"] == 10  # wanted 52 and 22
     assert c["achieved_ratio"] < 0.75
 
 
