@@ -1,8 +1,18 @@
 """The ratio study: every MLflow run's test metrics against `ratio`, per model and test set.
 
-For each (model, test set, ratio): mean over seeds and a 95% t-interval over seeds; for each
-ratio > 0, a paired t-test against ratio 0 on the seeds both have (paired by seed, so the split
-and the initialisation noise cancel). Writes reports/ratio_sweep.md and reports/ratio_sweep.png.
+A condition is (model, test set, metric, synthetic class mix, real fraction); within it:
+
+- level at each ratio: mean over the replicates (seed, data_seed) with a 95 % t-interval computed
+  on the logit scale of the metric's range and mapped back, so it stays inside [0, 1] ([0, 0.2]
+  for pauc80). With fewer than 3 replicates no interval is shown: two points give a t-interval
+  of +-12.7 standard deviations, which says nothing.
+- effect of each ratio > 0 against ratio 0: mean paired difference (pairs share seed and
+  data_seed, so split, generator and initialisation noise cancel), its 95 % t-interval (3+
+  pairs), Cohen's d_z, the paired t-test p-value and its Holm adjustment over every test the
+  report makes (the family: ratios x metrics x test sets x models x conditions).
+
+Runs from before `synthetic_class_mix` existed drew the synthetic part 50/50 and are labelled
+`balanced`. Writes reports/ratio_sweep.{md,csv,png} and reports/ratio_grid.{md,png}.
 """
 from __future__ import annotations
 
@@ -16,41 +26,208 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
+from statsmodels.stats.multitest import multipletests  # noqa: E402
 
 from dermsynth.classify.metrics import METRICS  # noqa: E402
 
 TESTSETS = ("isic", "ham10000")
+CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction"]
+REPLICATE = ["seed", "data_seed"]
+MIN_REPLICATES_FOR_INTERVAL = 3
+GRID_METRICS = ("auc", "balanced_accuracy")
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    return (0.0, 0.2) if metric == "pauc80" else (0.0, 1.0)
+
+
+def _param(r: pd.Series, key: str, default):
+    v = r.get(f"params.{key}")
+    return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
 def tidy(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, test set, metric) from mlflow.search_runs output."""
+    """One row per (run, test set, metric) from mlflow.search_runs output (newest runs first)."""
     rows = []
     for _, r in runs.iterrows():
         for ts in TESTSETS:
             for m in METRICS:
                 v = r.get(f"metrics.{ts}_{m}")
-                if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                    rows.append({"model": r["params.model"], "ratio": float(r["params.ratio"]), "seed": int(r["params.seed"]),
-                                 "testset": ts, "metric": m, "value": float(v), "run_id": r["run_id"]})
-    df = pd.DataFrame(rows, columns=["model", "ratio", "seed", "testset", "metric", "value", "run_id"])
-    # a re-run of the same (model, ratio, seed) supersedes the older one
-    return df.drop_duplicates(["model", "ratio", "seed", "testset", "metric"], keep="first")
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    continue
+                rows.append({"model": r["params.model"], "ratio": float(r["params.ratio"]), "seed": int(r["params.seed"]),
+                             "data_seed": str(_param(r, "data_seed", "?")),
+                             "real_fraction": float(_param(r, "real_fraction", 1.0)),
+                             "synthetic_class_mix": str(_param(r, "synthetic_class_mix", "balanced")),
+                             "testset": ts, "metric": m, "value": float(v), "run_id": r["run_id"]})
+    df = pd.DataFrame(rows, columns=["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix",
+                                     "testset", "metric", "value", "run_id"])
+    # a re-run of the same (condition, ratio, replicate) supersedes the older one
+    return df.drop_duplicates(CONDITION + ["ratio"] + REPLICATE, keep="first")
+
+
+def bounded_interval(values: np.ndarray, lo: float, hi: float, level: float = 0.95) -> tuple[float, float]:
+    """t-interval of the mean on the logit scale of [lo, hi], mapped back (inside the range by construction)."""
+    n = len(values)
+    if n < MIN_REPLICATES_FOR_INTERVAL:
+        return float("nan"), float("nan")
+    eps = 1e-3 * (hi - lo)  # metrics at the bounds (0 or 1) have no logit: nudge them inside
+    z = (np.clip(values, lo + eps, hi - eps) - lo) / (hi - lo)
+    logit = np.log(z / (1 - z))
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * logit.std(ddof=1) / math.sqrt(n)
+    back = lambda x: lo + (hi - lo) / (1 + math.exp(-x))  # noqa: E731
+    return back(logit.mean() - half), back(logit.mean() + half)
+
+
+def paired_effect(diff: np.ndarray, span: float, level: float = 0.95) -> dict:
+    """Mean paired difference, its t-interval (3+ pairs, clipped to +-span), d_z and the t-test p."""
+    n, nan = len(diff), float("nan")
+    out = {"pairs": n, "delta": float(diff.mean()) if n else nan, "delta_low": nan, "delta_high": nan, "d_z": nan,
+           "p": nan}
+    if n < 2:
+        return out
+    sd = diff.std(ddof=1)
+    if sd > 0:
+        out["d_z"] = float(diff.mean() / sd)
+        out["p"] = float(stats.ttest_1samp(diff, 0.0).pvalue)
+    if n >= MIN_REPLICATES_FOR_INTERVAL:
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+        out["delta_low"], out["delta_high"] = max(out["delta"] - half, -span), min(out["delta"] + half, span)
+    return out
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     out = []
-    for (model, ts, metric, ratio), g in df.groupby(["model", "testset", "metric", "ratio"]):
-        n, mean = len(g), g.value.mean()
-        half = stats.t.ppf(0.975, n - 1) * g.value.std(ddof=1) / math.sqrt(n) if n > 1 else float("nan")
-        base = df[(df.model == model) & (df.testset == ts) & (df.metric == metric) & (df.ratio == 0.0)]
-        paired = g.merge(base, on="seed", suffixes=("", "_0"))
-        p = float("nan")
-        if ratio != 0.0 and len(paired) > 1 and (paired.value - paired.value_0).std() > 0:
-            p = float(stats.ttest_rel(paired.value, paired.value_0).pvalue)
-        delta = float((paired.value - paired.value_0).mean()) if ratio != 0.0 and len(paired) else float("nan")
-        out.append({"model": model, "testset": ts, "metric": metric, "ratio": ratio, "seeds": n, "mean": mean,
-                    "ci95_low": mean - half, "ci95_high": mean + half, "delta_vs_real_only": delta, "p_paired_t": p})
-    return pd.DataFrame(out)
+    for key, cond in df.groupby(CONDITION):
+        lo, hi = metric_range(key[2])
+        base = cond[cond.ratio == 0.0]
+        for ratio, g in cond.groupby("ratio"):
+            ci = bounded_interval(g.value.to_numpy(), lo, hi)
+            row = dict(zip(CONDITION, key)) | {"ratio": ratio, "replicates": len(g), "mean": g.value.mean(),
+                                                 "ci95_low": ci[0], "ci95_high": ci[1]}
+            if ratio != 0.0:
+                paired = g.merge(base, on=REPLICATE, suffixes=("", "_0"))
+                eff = paired_effect((paired.value - paired.value_0).to_numpy(), hi - lo)
+            else:
+                eff = paired_effect(np.zeros(0), hi - lo)
+            out.append(row | {f"effect_{k}" if k in ("pairs",) else k: v for k, v in eff.items()})
+    s = pd.DataFrame(out)
+    s["p_holm"] = np.nan
+    tested = s.p.notna()
+    if tested.any():  # Holm over the whole family this report tests
+        s.loc[tested, "p_holm"] = multipletests(s.loc[tested, "p"], method="holm")[1]
+    return s
+
+
+def _varied(df: pd.DataFrame) -> list[str]:
+    seeds, data_seeds = sorted(df.seed.unique()), sorted(df.data_seed.unique())
+    lines = [f"- classifier seeds varied: {', '.join(map(str, seeds))} (initialisation, mixing, augmentation, bootstrap)"]
+    if len(data_seeds) > 1:
+        lines.append(f"- data seeds varied: {', '.join(data_seeds)} (split, diffusion, LoRA, generation): intervals "
+                     "include split and generator variance")
+    else:
+        lines.append(f"- data_seed fixed at {data_seeds[0]}: intervals cover the classifier side only, not the split or "
+                     "the generator (vary it with `-S data_seed=...`)")
+    return lines
+
+
+def _fmt_level(r: pd.Series) -> str:
+    cell = f"{r['mean']:.3f}"
+    return cell + (f" [{r.ci95_low:.3f}, {r.ci95_high:.3f}]" if not math.isnan(r.ci95_low) else "")
+
+
+def _fmt_effect(r: pd.Series) -> str:
+    if math.isnan(r.delta):
+        return ""
+    cell = f"{r.delta:+.3f}"
+    if not math.isnan(r.delta_low):
+        cell += f" [{r.delta_low:+.3f}, {r.delta_high:+.3f}]"
+    if not math.isnan(r.p):
+        cell += f" p={r.p:.2g}, Holm {r.p_holm:.2g}"
+    return cell
+
+
+def markdown(df: pd.DataFrame, s: pd.DataFrame) -> str:
+    reps = int(s.replicates.max()) if len(s) else 0
+    lines = ["# Ratio study", "",
+             f"{df.run_id.nunique()} MLflow runs; ratio = fraction of synthetic training images. Replicates are "
+             "(seed, data_seed) pairs:", *_varied(df), "",
+             "Levels: mean over replicates [95 % t-interval on the logit scale, inside the metric's range]. Effects: "
+             "paired difference to ratio 0 on the same replicates [95 % t-interval], paired t-test p and its Holm "
+             f"adjustment over all {int(s.p.notna().sum())} tests of this report."]
+    if reps < MIN_REPLICATES_FOR_INTERVAL:
+        lines += ["", f"**No intervals**: at most {reps} replicate(s) per cell; a t-interval needs at least "
+                  f"{MIN_REPLICATES_FOR_INTERVAL} to mean anything (with 2 it spans +-12.7 standard deviations)."]
+    lines.append("")
+    for (model, ts, mix, frac), g in s.groupby(["model", "testset", "synthetic_class_mix", "real_fraction"]):
+        title = f"## {model} on {ts}" + (" (synthetic part 50/50: class mix confounded with origin)" if mix == "balanced" else "")
+        lines += [title + (f", real_fraction {frac:g}" if frac != 1.0 else ""), "",
+                  "| ratio | replicates | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+        by = {(r.ratio, r.metric): r for r in g.itertuples(index=False)}
+        ratios = sorted(g.ratio.unique())
+        for ratio in ratios:
+            cells = [_fmt_level(pd.Series(by[(ratio, m)]._asdict())) if (ratio, m) in by else "" for m in METRICS]
+            lines.append(f"| {ratio:g} | {int(g[g.ratio == ratio].replicates.max())} | " + " | ".join(cells) + " |")
+        if len(ratios) > 1 and 0.0 in ratios:
+            lines += ["", "Effect against ratio 0:", "", "| ratio | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+            for ratio in ratios[1:]:
+                cells = [_fmt_effect(pd.Series(by[(ratio, m)]._asdict())) if (ratio, m) in by else "" for m in METRICS]
+                lines.append(f"| {ratio:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(s: pd.DataFrame, out_png: Path) -> None:
+    fig, axes = plt.subplots(len(METRICS), len(TESTSETS), figsize=(9, 2.3 * len(METRICS)), squeeze=False)
+    for i, m in enumerate(METRICS):
+        for j, ts in enumerate(TESTSETS):
+            ax = axes[i, j]
+            for (model, mix, frac), g in s[(s.metric == m) & (s.testset == ts)].groupby(["model", "synthetic_class_mix",
+                                                                                          "real_fraction"]):
+                g = g.sort_values("ratio")
+                label = model + ("" if mix == "match_real" else f" ({mix})") + ("" if frac == 1.0 else f" real {frac:g}")
+                line = ax.plot(g.ratio, g["mean"], marker="o", label=label)[0]
+                has = g.ci95_low.notna()
+                if has.any():
+                    ax.fill_between(g.ratio[has], g.ci95_low[has], g.ci95_high[has], alpha=0.15, color=line.get_color())
+            ax.set(title=f"{ts}: {m}", xlabel="synthetic fraction (ratio)", ylim=metric_range(m), xlim=(-0.03, 1.03))
+            if i == 0 and j == 0:
+                ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def grid(s: pd.DataFrame) -> pd.DataFrame:
+    """Mean of the grid metrics per (model, test set, mix) over ratio x real_fraction."""
+    g = s[s.metric.isin(GRID_METRICS)]
+    return g.pivot_table(index=["model", "testset", "synthetic_class_mix", "metric", "real_fraction"], columns="ratio",
+                         values="mean")
+
+
+def plot_grid(s: pd.DataFrame, out_png: Path) -> None:
+    panels = list(s[s.metric.isin(GRID_METRICS)].groupby(["model", "testset", "synthetic_class_mix", "metric"]))
+    if not panels:
+        return
+    cols = 2
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 2.6 * rows), squeeze=False)
+    for ax, ((model, ts, mix, metric), g) in zip(axes.flat, panels):
+        t = g.pivot_table(index="real_fraction", columns="ratio", values="mean").sort_index(ascending=False)
+        im = ax.imshow(t.to_numpy(), vmin=metric_range(metric)[0], vmax=metric_range(metric)[1], cmap="viridis", aspect="auto")
+        for (i, j), v in np.ndenumerate(t.to_numpy()):
+            if not np.isnan(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+        ax.set(xticks=range(t.shape[1]), xticklabels=[f"{c:g}" for c in t.columns], yticks=range(t.shape[0]),
+               yticklabels=[f"{r:g}" for r in t.index], xlabel="ratio", ylabel="real fraction",
+               title=f"{model} {ts} {metric}" + ("" if mix == "match_real" else f" ({mix})"))
+        ax.title.set_fontsize(8)
+        fig.colorbar(im, ax=ax, fraction=0.04)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
 
 
 def write_report(runs: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
@@ -60,40 +237,11 @@ def write_report(runs: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
     if df.empty:
         raise ValueError("no evaluated runs in the MLflow experiment 'dermsynth' (run `dvc repro` or the sweep first)")
     s = summarise(df)
-    lines = ["# Ratio study", "",
-             f"{df.run_id.nunique()} MLflow runs; ratio = fraction of synthetic training images. Mean over seeds "
-             "[95% t-interval]; delta and p: paired t-test against ratio 0 on matching seeds.", ""]
-    for (model, ts), g in s.groupby(["model", "testset"]):
-        lines += [f"## {model} on {ts}", "", "| ratio | seeds | " + " | ".join(METRICS) + " |",
-                  "|---|---|" + "---|" * len(METRICS)]
-        for ratio, gr in g.groupby("ratio"):
-            cells = []
-            for m in METRICS:
-                r = gr[gr.metric == m]
-                if r.empty:
-                    cells.append("")
-                    continue
-                r = r.iloc[0]
-                cell = f"{r['mean']:.3f}" + (f" [{r.ci95_low:.3f}, {r.ci95_high:.3f}]" if not math.isnan(r.ci95_low) else "")
-                if not math.isnan(r.delta_vs_real_only):
-                    cell += f" (Δ {r.delta_vs_real_only:+.3f}" + (f", p={r.p_paired_t:.3g}" if not math.isnan(r.p_paired_t) else "") + ")"
-                cells.append(cell)
-            lines.append(f"| {ratio:g} | {int(gr.seeds.max())} | " + " | ".join(cells) + " |")
-        lines.append("")
-    (out_dir / "ratio_sweep.md").write_text("\n".join(lines) + "\n")
-    fig, axes = plt.subplots(len(METRICS), len(TESTSETS), figsize=(9, 2.3 * len(METRICS)), squeeze=False)
-    for i, m in enumerate(METRICS):
-        for j, ts in enumerate(TESTSETS):
-            ax = axes[i, j]
-            for model, g in s[(s.metric == m) & (s.testset == ts)].groupby("model"):
-                g = g.sort_values("ratio")
-                err = np.nan_to_num(np.vstack([g["mean"] - g.ci95_low, g.ci95_high - g["mean"]]))
-                ax.errorbar(g.ratio, g["mean"], yerr=err, marker="o", capsize=3, label=model)
-            ax.set(title=f"{ts}: {m}", xlabel="synthetic fraction (ratio)")
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "ratio_sweep.png", dpi=100)
-    plt.close(fig)
-    s.to_csv(out_dir / "ratio_sweep.csv", index=False)
+    (out_dir / "ratio_sweep.md").write_text(markdown(df, s))
+    s.round(6).to_csv(out_dir / "ratio_sweep.csv", index=False)
+    plot_curves(s, out_dir / "ratio_sweep.png")
+    t = grid(s)
+    (out_dir / "ratio_grid.md").write_text("# Ratio x real fraction\n\nMean over replicates; columns: ratio.\n\n"
+                                           + t.round(3).to_markdown() + "\n")
+    plot_grid(s, out_dir / "ratio_grid.png")
     return s

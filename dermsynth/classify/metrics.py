@@ -53,18 +53,22 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[s
     }
 
 
+def stratified_resample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of one bootstrap resample drawn within each class: every resample keeps the test
+    set's class counts, so none lacks a class and none has to be dropped (which would bias the interval)."""
+    return np.concatenate([rng.choice(idx, len(idx), replace=True) for idx in (np.flatnonzero(y == c) for c in np.unique(y))])
+
+
 def bootstrap_ci(y: np.ndarray, score: np.ndarray, threshold: float, n: int = 1000, seed: int = 0,
                  level: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval of every metric (resamples missing a class are skipped)."""
+    """Percentile interval of every metric over class-stratified bootstrap resamples."""
     y, score = np.asarray(y).astype(int), np.asarray(score, dtype=float)
     rng = np.random.default_rng(seed)
     samples = {m: [] for m in METRICS}
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        if len(np.unique(y[idx])) < 2:
-            continue
+    for _ in range(n if len(y) else 0):
+        idx = stratified_resample(y, rng)
         for k, v in binary_metrics(y[idx], score[idx], threshold).items():
             samples[k].append(v)
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {m: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) if v else (float("nan"),) * 2
-            for m, v in samples.items()}
+    return {m: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) if v and not np.isnan(v).all()
+            else (float("nan"),) * 2 for m, v in samples.items()}

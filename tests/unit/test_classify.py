@@ -96,20 +96,67 @@ def test_vit_gradcam(prepared_session, tmp_path):
     assert (tmp_path / "vit_cam.png").is_file()
 
 
+def _log_runs(values, **params):
+    """One finished MLflow run per (ratio, seed) with every isic metric from `values(ratio, seed, metric)`."""
+    for (ratio, seed) in values.keys():
+        with tracking.start_run("r", {"ratio": ratio, "model": "m", "seed": seed, **params}) as (mlflow, _):
+            mlflow.log_metrics({f"isic_{k}": values[(ratio, seed)](k) for k in METRICS})
+
+
 def test_ratio_report_pairs_seeds(tmp_path, mlflow_store):
     from dermsynth.report import write_report
 
     rng = np.random.default_rng(0)
-    for ratio in (0.0, 0.5):
-        for seed in (1, 2, 3):
-            with tracking.start_run("r", {"ratio": ratio, "model": "m", "seed": seed}) as (mlflow, _):
-                mlflow.log_metrics({f"isic_{k}": 0.7 + 0.1 * ratio + 0.01 * seed + rng.normal(0, 0.001) for k in METRICS})
+    _log_runs({(ratio, seed): (lambda k, r=ratio, s=seed: (0.14 if k == "pauc80" else 0.7) + 0.1 * r + 0.01 * s
+                               + rng.normal(0, 0.001))
+               for ratio in (0.0, 0.5) for seed in (1, 2, 3)}, data_seed=42, real_fraction=1.0,
+              synthetic_class_mix="match_real")
     s = write_report(tracking.runs(), tmp_path / "rep")
     auc = s[(s.metric == "auc") & (s.ratio == 0.5)].iloc[0]
-    assert auc.seeds == 3 and auc.delta_vs_real_only == pytest.approx(0.05, abs=0.003)
-    assert auc.p_paired_t < 0.01 and auc.ci95_low < auc["mean"] < auc.ci95_high
-    assert "Ratio study" in (tmp_path / "rep/ratio_sweep.md").read_text()
-    assert (tmp_path / "rep/ratio_sweep.png").stat().st_size > 5000
+    assert auc.replicates == 3 and auc.delta == pytest.approx(0.05, abs=0.003)
+    assert auc.delta_low < 0.05 < auc.delta_high and auc.d_z > 5
+    assert auc.p < 0.01 and auc.p <= auc.p_holm <= 1 and auc.ci95_low < auc["mean"] < auc.ci95_high
+    # Holm over the family of 7 tests: the adjusted p-values are what statsmodels gives
+    from statsmodels.stats.multitest import multipletests
+
+    tested = s[s.p.notna()]
+    assert len(tested) == 7 and np.allclose(tested.p_holm, multipletests(tested.p, method="holm")[1])
+    md = (tmp_path / "rep/ratio_sweep.md").read_text()
+    assert "Ratio study" in md and "data_seed fixed at 42" in md and "Holm" in md
+    assert (tmp_path / "rep/ratio_sweep.png").stat().st_size > 5000 and (tmp_path / "rep/ratio_grid.png").is_file()
+
+
+def test_report_intervals_stay_in_range_and_need_three_replicates(tmp_path, mlflow_store):
+    """Two wildly different seeds: a plain t-interval would be [-1.2, 2.5]; the report shows none and says why."""
+    from dermsynth.report import bounded_interval, write_report
+
+    _log_runs({(r, s): (lambda k, s=s: 0.05 if s == 1 else 0.95) for r in (0.0, 1.0) for s in (1, 2)})
+    s = write_report(tracking.runs(), tmp_path / "rep")
+    assert s.ci95_low.isna().all() and s.delta_low.isna().all()
+    assert "**No intervals**" in (tmp_path / "rep/ratio_sweep.md").read_text()
+    assert "balanced" in s.synthetic_class_mix.unique()  # runs without the param drew 50/50
+    rng = np.random.default_rng(1)
+    for metric_hi in (1.0, 0.2):
+        for _ in range(50):
+            x = rng.uniform(0, metric_hi, rng.integers(3, 6))
+            lo, hi = bounded_interval(x, 0.0, metric_hi)
+            assert 0.0 <= lo <= hi <= metric_hi
+    assert bounded_interval(np.array([1.0, 1.0, 1.0]), 0, 1)[1] <= 1.0
+
+
+def test_report_pairs_on_data_seed_too_and_draws_the_real_fraction_grid(tmp_path, mlflow_store):
+    from dermsynth.report import write_report
+
+    for frac in (0.25, 1.0):
+        _log_runs({(r, 7): (lambda k, r=r, f=frac: 0.5 + 0.2 * f + 0.1 * r) for r in (0.0, 0.5)}, data_seed=1,
+                  real_fraction=frac, synthetic_class_mix="match_real")
+    _log_runs({(0.0, 7): (lambda k: 0.6)}, data_seed=2, real_fraction=1.0, synthetic_class_mix="match_real")
+    s = write_report(tracking.runs(), tmp_path / "rep")
+    row = s[(s.metric == "auc") & (s.ratio == 0.5) & (s.real_fraction == 1.0)].iloc[0]
+    assert row.effect_pairs == 1  # the data_seed=2 run has no partner at ratio 0.5
+    assert "data seeds varied: 1, 2" in (tmp_path / "rep/ratio_sweep.md").read_text()
+    grid = (tmp_path / "rep/ratio_grid.md").read_text()
+    assert "0.25" in grid and (tmp_path / "rep/ratio_grid.png").stat().st_size > 5000
 
 
 def test_training_is_reproducible(prepared_session, tmp_path):

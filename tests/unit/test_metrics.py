@@ -73,3 +73,17 @@ def test_bootstrap_interval_contains_the_estimate():
         assert ci[k][0] <= m[k] <= ci[k][1]
         assert ci[k][1] - ci[k][0] > 0
     assert ci == bootstrap_ci(y, s, 0.75, n=300, seed=0)
+
+
+def test_bootstrap_is_stratified_by_class():
+    """Every resample keeps the class counts: a rare class never vanishes from a resample."""
+    from dermsynth.classify.metrics import stratified_resample
+
+    y = np.array([0] * 40 + [1] * 2)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        idx = stratified_resample(y, rng)
+        assert len(idx) == len(y) and y[idx].sum() == 2
+    s = np.r_[np.linspace(0, 0.6, 40), [0.55, 0.9]]
+    ci = bootstrap_ci(y, s, 0.5, n=300, seed=1)
+    assert all(lo <= hi for lo, hi in ci.values()) and not np.isnan(ci["auc"][0])
