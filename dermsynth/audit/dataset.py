@@ -55,7 +55,7 @@ def build_dataset(real: pd.DataFrame, synthetic: pd.DataFrame, predictions: dict
         if mem is not None and r.image_id in mem.index:
             m = mem.loc[r.image_id]
             s["nn_real_image_id"] = str(m.nn_real_image_id)
-            s["nn_cosine_similarity"] = float(m.cosine_similarity)
+            s["nn_distance"] = float(m.nn_distance)
             s["nn_phash_distance"] = int(m.phash_distance)
         if vectors is not None:
             s["embedding"] = np.asarray(next(vectors), dtype=np.float32)

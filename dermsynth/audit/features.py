@@ -1,5 +1,10 @@
-"""Image embeddings for the audit: a trained classifier's backbone (offline; Inception weights
-cannot be downloaded here), wrapped as the torch feature extractor torchmetrics' FID/KID accept."""
+"""The audit's fixed feature space: one embedder that no ratio or classifier seed changes.
+
+Either standard weights from a local file (`audit.features`: e.g. timm's inception_v3 or a
+DINOv2 ViT, loaded through timm's pretrained machinery; nothing is downloaded), or, without one,
+a timm model trained once on the real training images only (its own DVC stage). Features are
+the pooled pre-logit activations.
+"""
 from __future__ import annotations
 
 import json
@@ -32,11 +37,60 @@ class BackboneFeatures(torch.nn.Module):
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True).flatten(1)
 
 
-def load_backbone(classifier_dir: str | Path) -> BackboneFeatures:
-    cfg = TrainConfig(**json.loads((Path(classifier_dir) / "config.json").read_text())["train"])
-    model = load_classifier(classifier_dir, cfg).cpu()
+def _wrap(model: torch.nn.Module, img_size: int) -> BackboneFeatures:
     dc = model.pretrained_cfg
-    return BackboneFeatures(model, cfg.img_size, dc.get("mean", (0.5,) * 3), dc.get("std", (0.5,) * 3))
+    return BackboneFeatures(model.cpu().eval(), img_size, dc.get("mean", (0.5,) * 3), dc.get("std", (0.5,) * 3))
+
+
+def load_backbone(model_dir: str | Path) -> BackboneFeatures:
+    """The embedder saved in `model_dir` (by `build_feature_model` or a classifier's train stage)."""
+    conf = json.loads((Path(model_dir) / "config.json").read_text())
+    if conf.get("kind") == "pretrained":
+        return _wrap(pretrained_embedder(conf["model"], conf["file"], conf["img_size"]), conf["img_size"])
+    cfg = TrainConfig(**conf["train"])
+    return _wrap(load_classifier(model_dir, cfg), cfg.img_size)
+
+
+def pretrained_embedder(name: str, weights: str | Path, img_size: int) -> torch.nn.Module:
+    """A timm model with standard weights from a local file (safetensors or weights_only pickles)."""
+    import timm
+
+    f = Path(weights)
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: audit.features weights for {name} not found")
+    kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(f.resolve())}, "num_classes": 0}
+    try:  # ViTs take the input size (position embeddings are resampled); CNNs do not need it
+        return timm.create_model(name, img_size=img_size, **kwargs)
+    except TypeError:
+        return timm.create_model(name, **kwargs)
+
+
+def build_feature_model(manifest, out_dir: str | Path, model: str, img_size: int, epochs: int, seed: int,
+                        weights: str = "", root: str | Path = ".") -> dict:
+    """The fixed embedder in `out_dir`: local standard weights if given, else trained on real images only."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if weights:
+        pretrained_embedder(model, weights, img_size)  # fails here, clearly, if the file does not load
+        conf = {"kind": "pretrained", "model": model, "file": str(weights), "img_size": img_size}
+        (out / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
+        return conf
+    from dermsynth.classify.train import train_classifier
+
+    cfg = TrainConfig(model=model, img_size=img_size, epochs=epochs, seed=seed)
+    summary = train_classifier(manifest[manifest.split == "train"], manifest[manifest.split == "val"], cfg, out, root=root)
+    summary.pop("seconds", None), summary.pop("images_per_second", None)  # timings would make the output vary
+    conf = {"kind": "trained_on_real", "train": vars(cfg), "summary": summary}
+    (out / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
+    return conf
+
+
+def describe(model_dir: str | Path) -> str:
+    conf = json.loads((Path(model_dir) / "config.json").read_text())
+    if conf.get("kind") == "pretrained":
+        return f"pooled features of {conf['model']} with the standard weights in {Path(conf['file']).name}"
+    return (f"pooled pre-logit features of a {conf['train']['model']} trained once on the real training images "
+            "only (no local standard embedder given in audit.features)")
 
 
 def load_uint8(paths: list[str], root: str | Path = ".", size: int | None = None) -> torch.Tensor:

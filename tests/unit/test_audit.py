@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dermsynth.audit.fidelity import fid_kid, precision_recall
+from dermsynth.audit.fidelity import fid_kid, fid_space, prdc
 from dermsynth.audit.memorization import flag_near_copies, heldout_threshold, nearest_real
 from dermsynth.data.dedup import phash64
 
@@ -40,30 +40,56 @@ def test_planted_near_copy_is_flagged_and_unrelated_is_not(prepared_session):
     held = m[m.split != "train"].head(20)
     held_px = np.stack([np.asarray(Image.open(root_ / p).convert("RGB")) for p in held.path])
     thr = heldout_threshold(emb(held_px), emb(real), quantile=0.05)
-    assert nn.cosine_similarity[0] > thr > nn.cosine_similarity[1]
-    flags = flag_near_copies(nn, cosine_min=thr, phash_max=4)
+    assert nn.distance[0] < thr < nn.distance[1]
+    flags = flag_near_copies(nn, distance_max=thr, phash_max=4)
     assert flags.tolist() == [True, False, False]
     # each criterion alone catches the planted copy
-    assert flag_near_copies(nn, cosine_min=2.0, phash_max=4)[0] and flag_near_copies(nn, thr, phash_max=-1)[0]
+    assert flag_near_copies(nn, distance_max=-1.0, phash_max=4)[0] and flag_near_copies(nn, thr, phash_max=-1)[0]
 
 
-def test_fid_kid_identical_vs_shifted():
+def test_fid_kid_identical_vs_shifted_and_kid_seeded():
     rng = np.random.default_rng(0)
-    a = torch.from_numpy(rng.integers(60, 200, (120, 3, 24, 24), dtype=np.uint8))
-    b = torch.from_numpy(rng.integers(60, 200, (120, 3, 24, 24), dtype=np.uint8))  # same distribution
-    shifted = (b.int() + 50).clamp(0, 255).to(torch.uint8)
-    same = fid_kid(PixelFeatures(), a, b, kid_subset=50)
-    diff = fid_kid(PixelFeatures(), a, shifted, kid_subset=50)
+    a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))  # same distribution
+    same = fid_kid(a, b, seed=1, kid_subset=50)
+    diff = fid_kid(a, b + 1.5, seed=1, kid_subset=50)
     assert diff["fid"] > 20 * max(same["fid"], 1e-6) and diff["kid"] > same["kid"] + 0.01
-    assert abs(same["kid"]) < 0.01
+    assert abs(same["kid"]) < diff["kid"] / 10 and same["fid_space"] == "full 8-d feature space"
+    assert fid_kid(a, b + 1.5, seed=1, kid_subset=50) == diff  # seeded: the same numbers every run
+    assert fid_kid(a, b + 1.5, seed=2, kid_subset=50)["kid"] != diff["kid"]
 
 
-def test_precision_recall_of_identical_and_disjoint_sets():
+def test_fid_falls_back_to_pca_when_samples_are_few_for_the_dimension():
     rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(90, 192)), rng.normal(size=(300, 192))
+    r, f, note = fid_space(real, fake)
+    assert r.shape[1] == f.shape[1] == 45 and "PCA" in note and "n=90" in note
+    out = fid_kid(real, fake, kid_subset=50)
+    assert np.isfinite(out["fid"]) and "45-d PCA" in out["fid_space"]
+
+
+def _prdc_exhaustive(real, fake, k):
+    """The definitions of Naeem et al. (2020) with full distance matrices, for small inputs."""
+    from scipy.spatial.distance import cdist
+
+    rr, ff, rf = cdist(real, real), cdist(fake, fake), cdist(real, fake)
+    r_real = np.sort(rr, 1)[:, k]  # column 0 is the point itself
+    r_fake = np.sort(ff, 1)[:, k]
+    return {"precision": (rf <= r_real[:, None]).any(0).mean(), "recall": (rf <= r_fake[None, :]).any(1).mean(),
+            "density": (rf <= r_real[:, None]).sum() / (k * len(fake)),
+            "coverage": (rf.min(1) <= r_real).mean()}
+
+
+def test_prdc_blockwise_equals_exhaustive_and_extremes():
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(300, 6)), rng.normal(0.4, 1.2, size=(250, 6))
+    got, want = prdc(real, fake, k=5), _prdc_exhaustive(real, fake, 5)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
     x = rng.normal(size=(200, 5))
-    assert precision_recall(x, x + 1e-6)["precision"] == 1.0
-    far = precision_recall(x, x + 100)
-    assert far["precision"] == 0.0 and far["recall"] == 0.0
+    same = prdc(x, x + 1e-6)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0 and same["density"] == pytest.approx(1.0, abs=0.15)
+    far = prdc(x, x + 100)
+    assert far["precision"] == far["recall"] == far["coverage"] == far["density"] == 0.0
 
 
 @pytest.fixture()
@@ -76,7 +102,7 @@ def tables(prepared_session):
     pred = pd.DataFrame({"image_id": test.image_id, "testset": "isic", "label": (test.label == "malignant").astype(int),
                          "score": np.linspace(0.1, 0.9, len(test)), "pred": (np.linspace(0.1, 0.9, len(test)) > 0.5).astype(int)})
     mem = pd.DataFrame({"image_id": syn.image_id, "label": syn.label, "sampler": syn.sampler,
-                        "nn_real_image_id": syn.image_id, "cosine_similarity": 0.9, "nn_phash_real_image_id": "x",
+                        "nn_real_image_id": syn.image_id, "nn_distance": 3.2, "nn_phash_real_image_id": "x",
                         "phash_distance": 30, "near_copy": [True] + [False] * 5})
     emb = np.random.default_rng(0).normal(size=(len(m) + len(syn), 8))
     return root, m, syn, {"resnet18": pred}, emb, mem
@@ -101,3 +127,52 @@ def test_dataset_fields_tags_views_and_idempotent_rebuild(tables):
     ds2 = build_dataset(m, syn, preds, root, emb, mem, name="dermsynth-test")
     assert len(ds2) == len(m) + 6 and len(ds2.get_field_schema()) == n_fields
     ds2.delete()
+
+
+def _synthetic_like(root, m, n=10):
+    """Synthetic-set rows pointing at prepared training images (the audit reads only files and columns)."""
+    return m[m.split == "train"].head(n).assign(image_id=[f"syn_{i}" for i in range(n)], sampler="euler")
+
+
+def test_audit_in_a_feature_space_trained_once_on_real_images(prepared_session, tmp_path):
+    from dermsynth.audit.features import build_feature_model
+    from dermsynth.audit.run import AuditConfig, audit, near_copy_sheet
+
+    root, m = prepared_session
+    conf = build_feature_model(m, tmp_path / "features", "resnet18", 32, epochs=1, seed=0, root=root)
+    assert conf["kind"] == "trained_on_real" and "seconds" not in conf["summary"]
+    syn = _synthetic_like(root, m)
+    res = audit(m, syn, tmp_path / "features", AuditConfig(knn_k=3, kid_subset=20), root=root)
+    mem, s = res["memorization"], res["summary"]
+    # the "synthetic" images are training images themselves: every one is a near-copy of itself
+    assert mem.near_copy.all() and (mem.nn_real_image_id.to_numpy() == m[m.split == "train"].head(10).image_id.to_numpy()).all()
+    assert s["near_copies"] == 10 and set(s["fidelity"]) >= {"all"} and "trained once" in s["feature_space"]
+    assert res["embeddings"].shape[0] == len(m) + len(syn)
+    again = audit(m, syn, tmp_path / "features", AuditConfig(knn_k=3, kid_subset=20), root=root)["summary"]
+    assert again["fidelity"] == s["fidelity"]  # seeded KID: the same numbers from the same inputs
+    fig = near_copy_sheet(mem, m, syn, 4, root)
+    fig.savefig(tmp_path / "pairs.png")
+    assert (tmp_path / "pairs.png").stat().st_size > 3000
+
+
+def test_standard_embedder_from_a_local_weights_file(prepared_session, tmp_path):
+    """audit.features: standard weights loaded through timm from a local file (a tiny stand-in here)."""
+    import timm
+    from safetensors.torch import save_file
+
+    from dermsynth.audit.features import build_feature_model, load_backbone
+
+    root, m = prepared_session
+    ref = timm.create_model("resnet18", num_classes=0)
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "resnet18.safetensors")
+    conf = build_feature_model(m, tmp_path / "features", "resnet18", 32, epochs=1, seed=0,
+                               weights=str(tmp_path / "resnet18.safetensors"))
+    assert conf["kind"] == "pretrained"
+    ext = load_backbone(tmp_path / "features")
+    x = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    ref.eval()
+    with torch.no_grad():
+        want = ref((x.float() / 255 - ext.mean) / ext.std)
+    assert torch.allclose(ext(x), want, atol=1e-5)  # the file's weights, not a random init
+    with pytest.raises(FileNotFoundError, match="audit.features"):
+        build_feature_model(m, tmp_path / "f2", "resnet18", 32, 1, 0, weights=str(tmp_path / "missing.safetensors"))

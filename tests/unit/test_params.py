@@ -3,7 +3,7 @@ from pathlib import Path
 
 import yaml
 
-from dermsynth.audit.run import AuditConfig
+from dermsynth.audit.run import PARAM_KEYS, AuditConfig
 from dermsynth.classify.mixing import MixConfig
 from dermsynth.classify.train import TrainConfig
 from dermsynth.config import from_block
@@ -14,6 +14,7 @@ from dermsynth.diffusion.sample import GenerateConfig
 from dermsynth.quality.suites import QualityConfig
 
 ROOT = Path(__file__).resolve().parents[2]
+AUDIT_KEYS = set(PARAM_KEYS)
 
 
 def _keys(d, prefix=""):
@@ -43,10 +44,10 @@ def test_every_block_builds_its_config():
         lora = {k: v for k, v in p["lora"].items() if k != "threads"}
         from_block(LoraTrainConfig, lora)
         from_block(GenerateConfig, p["generate"])
-        t = {k: v for k, v in p["train"].items() if k not in ("models", "mixing", "overrides", "img_size")}
+        t = {k: v for k, v in p["train"].items() if k not in ("models", "mixing", "overrides", "img_size", "real_fraction")}
         from_block(TrainConfig, t)
-        from_block(MixConfig, p["train"]["mixing"])
-        from_block(AuditConfig, p["audit"])
+        from_block(MixConfig, {**p["train"]["mixing"], "real_fraction": p["train"]["real_fraction"]})
+        from_block(AuditConfig, {k: v for k, v in p["audit"].items() if k in AUDIT_KEYS})
         assert 0 <= p["ratio"] <= 1
 
 
@@ -58,3 +59,19 @@ def test_ratio_is_read_only_by_the_classifier_side():
                 "quality_synthetic"}
     for name in upstream:
         assert "seed" not in (dvc["stages"][name].get("params") or []), name
+
+
+def test_memorisation_and_fidelity_never_depend_on_the_classifier_side():
+    """`dvc exp run -S ratio=...` (or seed, or train.*) must not re-run the audit's feature space or its numbers."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for name in ("audit_features", "audit"):
+        st = dvc["stages"][name]
+        params = [p if isinstance(p, str) else next(iter(p)) for p in st.get("params") or []]
+        assert not {"ratio", "seed", "train"} & {p.split(".")[0] for p in params}, (name, params)
+        deps = " ".join(st["deps"])
+        assert "classifiers" not in deps and "predictions" not in deps, (name, deps)
+    assert "audit" in {k.split(".")[0] for k in dvc["stages"]["audit"]["params"] if isinstance(k, str)}
+    assert any("predictions" in d for d in dvc["stages"]["audit_dataset"]["deps"])
+    # every audit key the stage reads is listed for it, so an edit re-runs it
+    listed = {p.split(".", 1)[1] for p in dvc["stages"]["audit"]["params"] if isinstance(p, str) and p.startswith("audit.")}
+    assert listed == AUDIT_KEYS

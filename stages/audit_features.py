@@ -1,0 +1,25 @@
+"""Stage audit_features: the audit's fixed embedder -> models/audit_features/.
+
+Standard weights from a local file (`audit.features`), else a model trained once on the real
+training images only. Neither `ratio` nor `seed` reaches it, so memorisation and fidelity stay
+comparable across every experiment of a study.
+"""
+from pathlib import Path
+
+import pandas as pd
+
+from dermsynth.audit.features import build_feature_model
+from stages._common import main
+
+
+def run(params: dict) -> None:
+    a = params["audit"]
+    manifest = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
+    conf = build_feature_model(manifest, "models/audit_features", a["feature_model"],
+                               a["feature_img_size"] or params["prepare"]["size"], a["feature_epochs"],
+                               params["data_seed"], weights=a["features"])
+    print(f"audit_features: {conf['kind']} {a['feature_model']}")
+
+
+if __name__ == "__main__":
+    main(run)
