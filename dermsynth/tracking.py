@@ -76,15 +76,40 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+MODEL_TAG = "dermsynth.model_sha256"
+
+
+def model_digest(model_dir: str | Path, weights: str = "model.safetensors") -> str:
+    """What ties a classifier's MLflow run to its model files (kept out of them, so they stay
+    byte-identical from run to run and `dvc.lock` reproduces)."""
+    import hashlib
+
+    return hashlib.sha256((Path(model_dir) / weights).read_bytes()).hexdigest()[:16]
+
+
 @contextmanager
 def start_run(run_name: str, params: dict, run_id: str | None = None) -> Iterator:
-    """Open (or re-open, with `run_id`) the run of one classifier; yields the mlflow module."""
+    """Open (or re-open, with `run_id`) the run of one classifier; yields the mlflow module.
+
+    A re-opened run keeps its name (MLflow would otherwise rename it to `run_name`)."""
     mlflow = _mlflow()
-    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id(), run_name=run_name) as run:
+    kwargs = {"run_id": run_id} if run_id else {"experiment_id": experiment_id(), "run_name": run_name}
+    with mlflow.start_run(**kwargs) as run:
         if run_id is None:
             mlflow.log_params(flatten(params))
             mlflow.set_tags(run_tags())
         yield mlflow, run
+
+
+def find_model_run(model_dir: str | Path) -> str | None:
+    """The newest run that trained the model in `model_dir` (matched by its weights' digest)."""
+    mlflow = _mlflow()
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return None
+    found = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.`{MODEL_TAG}` = '{model_digest(model_dir)}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    return None if found.empty else str(found.run_id.iloc[0])
 
 
 def runs(experiment: str = EXPERIMENT):

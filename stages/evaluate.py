@@ -8,7 +8,7 @@ import pandas as pd
 from dermsynth.classify.evaluate import evaluate_model, gradcam_grid, plot_roc_and_confusion, roc_table, split_test_sets
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.train import TrainConfig, load_classifier, transforms
-from dermsynth.tracking import start_run
+from dermsynth.tracking import find_model_run, start_run
 from stages._common import main
 
 
@@ -33,8 +33,12 @@ def run(params: dict) -> None:
     plot_roc_and_confusion(pred, metrics, name, png)
     sample = pd.concat([g.groupby("label").head(e["gradcam_images"] // 4) for g in split_test_sets(manifest).values()])
     gradcam_grid(model, t_eval, sample, rep / "plots" / slug / "gradcam.png")
-    run_id = json.loads((mdir / "summary.json").read_text())["mlflow_run_id"]
-    with start_run(name, {}, run_id=run_id) as (mlflow, _):
+    run_id = find_model_run(mdir)
+    if run_id is None:  # the model came from a DVC cache whose MLflow runs are elsewhere: a run of its own
+        print(f"evaluate: no MLflow run trained {mdir}; logging to a new run")
+    conf = json.loads((mdir / "config.json").read_text())
+    with start_run(f"{name} ratio={conf['ratio']} seed={cfg.seed} (evaluation)",
+                   {"ratio": conf["ratio"], "model": name, "seed": cfg.seed, **conf["train"]}, run_id=run_id) as (mlflow, _):
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         for p in (png, rep / "plots" / slug / "gradcam.png", rep / "metrics" / f"{slug}.json"):
             mlflow.log_artifact(str(p))

@@ -7,6 +7,7 @@ import pandas as pd
 from dermsynth.config import from_block, save_resolved
 from dermsynth.diffusion.preview import real_vs_synthetic
 from dermsynth.diffusion.sample import GenerateConfig, generate
+from dermsynth.timings import write_timings
 from stages._common import main
 
 
@@ -18,6 +19,7 @@ def run(params: dict) -> None:
     out = Path(params["paths"]["synthetic"])
     loras = {label: f"models/lora/{label}" for label in cfg.classes}
     summary = generate(cfg, "models/base", loras, out, Path(params["paths"]["work"]))
+    write_timings("generate", summary.pop("timings"), params["paths"]["reports"])
     save_resolved(cfg, out / "config.json")
     rep = Path("reports/generate")
     rep.mkdir(parents=True, exist_ok=True)

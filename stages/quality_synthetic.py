@@ -11,10 +11,11 @@ from stages._common import main
 
 def run(params: dict) -> None:
     g, q = params["generate"], from_block(QualityConfig, params["quality"])
-    meta = pd.read_csv(Path(params["paths"]["synthetic"]) / "metadata.csv", keep_default_na=False)
+    syn = Path(params["paths"]["synthetic"])
+    meta = pd.read_csv(syn / "metadata.csv", keep_default_na=False)
+    reseeds = pd.read_csv(syn / "reseeds.csv") if (syn / "reseeds.csv").is_file() else None
     size = params["prepare"]["size"]
-    run_gate("synthetic", synthetic_suite(meta, Path("."), g["n_per_class"], list(g["classes"]), size,
-                                          q),
+    run_gate("synthetic", synthetic_suite(meta, Path("."), g["n_per_class"], list(g["classes"]), size, q, reseeds),
              Path(params["paths"]["reports"]) / "quality")
     print(f"quality_synthetic: passed on {len(meta)} images")
 

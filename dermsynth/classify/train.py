@@ -158,7 +158,8 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
         elif epoch + 1 - best_epoch >= cfg.early_stopping_patience:
             log.info("early stop: no better validation AUROC for %d epochs", cfg.early_stopping_patience)
             break
-    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    # the speed goes to MLflow only: in a DVC output it would change the hash on every run
+    pd.DataFrame(history).drop(columns="images_per_second").to_csv(out / "history.csv", index=False)
     return {"best_epoch": best_epoch, "best_val_auc": best, "epochs_run": len(history),
             "images_per_second": history[-1]["images_per_second"] if history else 0.0,
             "seconds": round(time.perf_counter() - t0, 1)}

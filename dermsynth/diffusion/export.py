@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dermsynth.diffusion.lora import LORA_WEIGHTS
+from dermsynth.files import canonicalise_safetensors
 
 
 def read_lora(lora: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -52,4 +53,5 @@ def export_a1111(lora: str | Path, out_file: str | Path) -> Path:
     kohya, info = to_kohya(lora)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in kohya.items()}, out, metadata=info)
+    canonicalise_safetensors(out)
     return out

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from dermsynth.diffusion.base import load_pipeline
+from dermsynth.files import canonicalise_safetensors
 from dermsynth.diffusion.data import batch_indices, load_images, step_generator
 from dermsynth.diffusion.pretrain import encode_prompts
 from dermsynth.diffusion.tiny import training_scheduler
@@ -311,6 +312,11 @@ def train_lora(
     return result
 
 
+def _adapter_metadata(model) -> dict:
+    """peft's config with its sets sorted: a set's order varies between runs, and the file must not."""
+    return {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in model.peft_config["default"].to_dict().items()}
+
+
 def export_lora(out_dir: Path, unet, text_encoder=None) -> Path:
     """The diffusers LoRA format (`pipe.load_lora_weights(out_dir)`), with adapter metadata."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -319,9 +325,9 @@ def export_lora(out_dir: Path, unet, text_encoder=None) -> Path:
         unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
         text_encoder_lora_layers=(convert_state_dict_to_diffusers(get_peft_model_state_dict(text_encoder))
                                   if text_encoder is not None else None),
-        unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
-        text_encoder_lora_adapter_metadata=(text_encoder.peft_config["default"].to_dict()
-                                            if text_encoder is not None else None),
+        unet_lora_adapter_metadata=_adapter_metadata(unet),
+        text_encoder_lora_adapter_metadata=_adapter_metadata(text_encoder) if text_encoder is not None else None,
         safe_serialization=True,
     )
+    canonicalise_safetensors(out_dir / LORA_WEIGHTS)  # same LoRA, same bytes (the DVC hash)
     return out_dir / LORA_WEIGHTS

@@ -4,9 +4,17 @@ The plan (which image gets which class, sampler, step count and seed) is a pure 
 parameters. Images that share (class, sampler, steps) are batched in fixed chunks by index, and
 every image has its own torch.Generator, so the set is the same whether it was made in one go or
 resumed after a crash, and any row of metadata.csv regenerates its image with plain diffusers.
+
+Initial latents always come from a CPU generator (diffusers draws them on the CPU and moves them
+to the GPU), so a seed means the same starting noise on every machine; the row records the
+device and dtype that turned that noise into its image. A render that comes out NaN or black
+(fp16 overflow in the VAE, say) is caught before any clamping, and the image is drawn again
+from a new seed derived from the old one; the row records the seed that made its image and
+`reseeds.csv` every retry.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -24,7 +32,8 @@ from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.lora import dir_fingerprint, fingerprint
 
 METADATA_COLUMNS = ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora",
-                    "base_model", "path"]
+                    "base_model", "path", "device", "dtype"]
+RESEED_COLUMNS = ["image_id", "label", "first_seed", "seed", "attempts", "reason", "recovered"]
 SAMPLERS = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler, "plms": PNDMScheduler}
 
 
@@ -43,6 +52,7 @@ class GenerateConfig:
     dtype: str = "auto"  # auto = fp16 on CUDA, fp32 on CPU
     channels_last: bool = True
     compile: bool = False  # torch.compile the UNet (pays off on GPU for thousands of images)
+    max_reseeds: int = 3  # NaN or black renders drawn again from a derived seed, at most this often
     seed: int = 0
 
 
@@ -58,8 +68,19 @@ def image_seed(seed: int, class_index: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, class_index, index]).generate_state(1)[0])
 
 
+def reseed(seed: int, attempt: int) -> int:
+    """The seed of the `attempt`-th retry of an image (a pure function: resumes make the same retries)."""
+    return int(np.random.SeedSequence([seed, 0x5EED, attempt]).generate_state(1)[0])
+
+
+def device_and_dtype(cfg: GenerateConfig) -> tuple[str, torch.dtype]:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device, _dtype(cfg.dtype)
+
+
 def plan(cfg: GenerateConfig, base_model: str, lora_dirs: dict[str, str], out_dir: str) -> pd.DataFrame:
     """Every image to make, with everything needed to make it again (DESIGN.md metadata contract)."""
+    device, dtype = device_and_dtype(cfg)
     rows = []
     for ci, label in enumerate(cfg.classes):
         for i in range(cfg.n_per_class):
@@ -70,7 +91,7 @@ def plan(cfg: GenerateConfig, base_model: str, lora_dirs: dict[str, str], out_di
                 "negative_prompt": cfg.negative_prompt, "sampler": cfg.samplers[i % len(cfg.samplers)],
                 "steps": int(rng.integers(cfg.steps_min, cfg.steps_max + 1)), "cfg": cfg.guidance_scale,
                 "seed": image_seed(cfg.seed, ci, i), "lora": lora_dirs[label], "base_model": base_model,
-                "path": f"{out_dir}/images/{label}/{image_id}.png",
+                "path": f"{out_dir}/images/{label}/{image_id}.png", "device": device, "dtype": str(dtype).split(".")[-1],
             })
     df = pd.DataFrame(rows, columns=METADATA_COLUMNS)
     # Fixed chunks: same (class, sampler, steps), in index order, cut every batch_size images.
@@ -81,17 +102,23 @@ def plan(cfg: GenerateConfig, base_model: str, lora_dirs: dict[str, str], out_di
     return df.sort_values("_order").drop(columns="_order").reset_index(drop=True)
 
 
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
+          "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
 def _dtype(name: str) -> torch.dtype:
     if name == "auto":
         return torch.float16 if torch.cuda.is_available() else torch.float32
-    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
+    if name not in DTYPES:
+        raise ValueError(f"generate.dtype: unknown dtype {name!r}; use auto, fp16, bf16 or fp32")
+    return DTYPES[name]
 
 
 def prepare_pipeline(base_dir: str | Path, lora_dir: str | Path | None, cfg: GenerateConfig) -> StableDiffusionPipeline:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device, dtype = device_and_dtype(cfg)
     if device == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    pipe = load_pipeline(base_dir, dtype=_dtype(cfg.dtype))
+    pipe = load_pipeline(base_dir, dtype=dtype)
     if lora_dir:
         pipe.load_lora_weights(str(lora_dir))
     pipe.to(device)
@@ -103,17 +130,48 @@ def prepare_pipeline(base_dir: str | Path, lora_dir: str | Path | None, cfg: Gen
     return pipe
 
 
+def bad_render(image: np.ndarray) -> str:
+    """Why a render (floats in [0, 1], before any clamping or rounding) is unusable, or ''."""
+    if not np.isfinite(image).all():
+        return "not finite"  # NaN or inf (not "nan": CSV readers take that for a missing value)
+    if image.max() <= 1.0 / 255:
+        return "black"
+    return ""
+
+
 @torch.inference_mode()
-def render_chunk(pipe: StableDiffusionPipeline, rows: pd.DataFrame, base_sched_config: dict) -> list[np.ndarray]:
-    """The images of one chunk (all rows share sampler, steps, prompt), as uint8 arrays."""
+def _render(pipe: StableDiffusionPipeline, rows: pd.DataFrame, seeds: list[int]) -> np.ndarray:
     first = rows.iloc[0]
-    pipe.scheduler = make_scheduler(first.sampler, base_sched_config)
-    device = pipe.unet.device
-    gens = [torch.Generator(device).manual_seed(int(s)) for s in rows.seed]
-    out = pipe(prompt=list(rows.prompt), negative_prompt=list(rows.negative_prompt),
-               num_inference_steps=int(first.steps), guidance_scale=float(first.cfg), generator=gens,
-               output_type="np").images
-    return [np.round(np.nan_to_num(im) * 255).clip(0, 255).astype(np.uint8) for im in out]
+    # CPU generators: the same starting noise on any device (diffusers moves it to the pipeline's)
+    gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    return pipe(prompt=list(rows.prompt), negative_prompt=list(rows.negative_prompt),
+                num_inference_steps=int(first.steps), guidance_scale=float(first.cfg), generator=gens,
+                output_type="np").images
+
+
+def render_chunk(pipe: StableDiffusionPipeline, rows: pd.DataFrame, base_sched_config: dict,
+                 max_reseeds: int = 3) -> tuple[list[np.ndarray], list[dict]]:
+    """The images of one chunk (all rows share sampler, steps, prompt) as uint8 arrays, and the
+    retries of bad renders. An image still bad after `max_reseeds` retries is returned black, so
+    the synthetic gate fails on it (and `reseeds.csv` says why)."""
+    pipe.scheduler = make_scheduler(rows.iloc[0].sampler, base_sched_config)
+    images = list(_render(pipe, rows, list(rows.seed)))
+    retries = []
+    for i, row in enumerate(rows.itertuples()):
+        reason, seed, attempt = bad_render(images[i]), int(row.seed), 0
+        first_reason = reason
+        while reason and attempt < max_reseeds:
+            attempt += 1
+            seed = reseed(int(row.seed), attempt)
+            pipe.scheduler = make_scheduler(row.sampler, base_sched_config)
+            images[i] = _render(pipe, rows.iloc[[i]], [seed])[0]
+            reason = bad_render(images[i])
+        if first_reason:
+            retries.append({"image_id": row.image_id, "label": row.label, "first_seed": int(row.seed), "seed": seed,
+                            "attempts": attempt, "reason": first_reason, "recovered": not reason})
+        if reason:
+            images[i] = np.zeros_like(images[i])
+    return [np.round(im * 255).clip(0, 255).astype(np.uint8) for im in images], retries
 
 
 def _save_png(arr: np.ndarray, dst: Path) -> None:
@@ -146,7 +204,10 @@ def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_
         for _, missing in chunks:
             # regenerate the whole chunk, so the batch (and thus every byte) is what it always is
             rows = df[df.chunk == missing.chunk.iloc[0]]
-            for arr, (_, r) in zip(render_chunk(pipe, rows, base_sched), rows.iterrows()):
+            arrays, retries = render_chunk(pipe, rows, base_sched, cfg.max_reseeds)
+            # the retry record goes first: images on disk mean the chunk is done
+            _chunk_record(work, rows.chunk.iloc[0]).write_text(json.dumps(retries))
+            for arr, (_, r) in zip(arrays, rows.iterrows()):
                 if not Path(r.work_path).is_file():
                     _save_png(arr, Path(r.work_path))
             made += len(missing)
@@ -165,23 +226,42 @@ def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_
         (out_dir / "images" / label).mkdir(parents=True, exist_ok=True)
     for src, dst in zip(df.work_path, df.path):
         shutil.copyfile(src, repo_root / dst)
+    retries = pd.DataFrame([r for c in df.chunk.unique() for r in json.loads(_chunk_record(work, c).read_text())],
+                           columns=RESEED_COLUMNS)
+    df["seed"] = df["image_id"].map(dict(zip(retries.image_id, retries.seed))).fillna(df["seed"]).astype("int64")
     df[METADATA_COLUMNS].to_csv(out_dir / "metadata.csv", index=False)
-    return {"images": len(df), "generated_now": made, "seconds": round(elapsed, 1),
-            "images_per_second": round(made / elapsed, 2) if made else None,
-            "per_class": df.groupby("label").size().to_dict(), "per_sampler": df.groupby("sampler").size().to_dict()}
+    retries.to_csv(out_dir / "reseeds.csv", index=False)
+    return {"images": len(df), "reseeded": int(len(retries)),
+            "unrecovered": int((~retries.recovered.astype(bool)).sum()),
+            "per_class": df.groupby("label").size().to_dict(), "per_sampler": df.groupby("sampler").size().to_dict(),
+            "timings": {"generated_now": made, "seconds": round(elapsed, 1),
+                        "images_per_second": round(made / elapsed, 2) if made else None}}
+
+
+def _chunk_record(work: Path, chunk: str) -> Path:
+    d = work / "retries"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / (chunk.replace("/", "_") + ".json")
 
 
 def regenerate(row: dict | pd.Series, repo_root: str | Path = ".", threads: int = 2) -> np.ndarray:
-    """One image again from its metadata row alone, with plain diffusers calls."""
+    """One image again from its metadata row alone, with plain diffusers calls, on the row's
+    device kind and dtype (the bytes depend on both)."""
     repo_root = Path(repo_root)
-    if threads > 0:
+    device = str(row.get("device") or "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{row['image_id']} was made on cuda in {row.get('dtype')}; its bytes come back only on a "
+                         "CUDA machine (on this one the same seed gives a similar, not identical, image)")
+    if device == "cpu" and threads > 0:
         torch.set_num_threads(threads)
     pipe = StableDiffusionPipeline.from_pretrained(repo_root / row["base_model"], safety_checker=None,
-                                                   requires_safety_checker=False, local_files_only=True)
+                                                   requires_safety_checker=False, local_files_only=True,
+                                                   dtype=_dtype(str(row.get("dtype") or "float32")))
     pipe.load_lora_weights(str(repo_root / row["lora"]))
+    pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler(row["sampler"], dict(pipe.scheduler.config))
     out = pipe(prompt=row["prompt"], negative_prompt=row["negative_prompt"], num_inference_steps=int(row["steps"]),
-               guidance_scale=float(row["cfg"]), generator=torch.Generator().manual_seed(int(row["seed"])),
+               guidance_scale=float(row["cfg"]), generator=torch.Generator("cpu").manual_seed(int(row["seed"])),
                output_type="np").images[0]
     return np.round(out * 255).clip(0, 255).astype(np.uint8)

@@ -1,6 +1,7 @@
 """`dvc repro` and `dvc exp run -S ratio=...` on the embedded demo, in a fresh copy of the repository."""
 import json
 import re
+import shutil
 import time
 
 import pandas as pd
@@ -39,7 +40,8 @@ def test_repro_builds_diffusion_outputs_plain_diffusers_can_load(clone, repro):
     meta = pd.read_csv(clone / "data/synthetic/metadata.csv", keep_default_na=False)
     n = CI_PARAMS[("generate", "n_per_class")]
     assert list(meta.columns) == ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed",
-                                  "lora", "base_model", "path"]
+                                  "lora", "base_model", "path", "device", "dtype"]
+    assert set(meta.device) == {"cpu"} and set(meta.dtype) == {"float32"}
     assert (meta.groupby("label").size() == n).all() and meta.seed.is_unique
     assert set(meta.sampler) == {"euler", "euler_a", "plms"} and meta.steps.between(20, 26).all()
     assert set(meta.base_model) == {"models/base"} and set(meta.lora) == {"models/lora/benign", "models/lora/malignant"}
@@ -62,9 +64,26 @@ def test_metrics_for_both_models_and_test_sets(clone, repro):
 def test_audit_outputs(clone, repro):
     s = json.loads((clone / "reports/audit/summary.json").read_text())
     assert s["synthetic_images"] == 2 * CI_PARAMS[("generate", "n_per_class")]
-    assert set(s["fidelity"]) == {"benign", "malignant"} and all(v["fid"] >= 0 for v in s["fidelity"].values())
+    assert set(s["fidelity"]) == {"benign", "malignant", "all"} and all(v["fid"] >= 0 for v in s["fidelity"].values())
+    for v in s["fidelity"].values():
+        assert all(0 <= v[k] <= 1 for k in ("precision", "recall", "coverage")) and v["density"] >= 0
+    assert "trained once on the real training images" in s["feature_space"]
     mem = pd.read_csv(clone / "reports/audit/memorization.csv")
     assert len(mem) == s["synthetic_images"] and "near_copy" in mem.columns
+    assert (clone / "reports/audit/near_copies.png").stat().st_size > 5000
+    assert json.loads((clone / "reports/audit/dataset.json").read_text())["built"]
+
+
+def _synthetic_shares_equal(clone, ratio):
+    for model in MODELS:
+        s = json.loads((clone / f"models/classifiers/{model}/summary.json").read_text())
+        for lab in ("benign", "malignant"):
+            total = s[f"n_real_{lab}"] + s[f"n_synthetic_{lab}"]
+            assert abs(s[f"n_synthetic_{lab}"] - ratio * total) <= 1, (model, lab, s)
+
+
+def test_default_ratio_has_the_same_synthetic_share_in_every_class(clone, repro):
+    _synthetic_shares_equal(clone, 0.5)
 
 
 def test_second_repro_does_nothing(clone, repro):
@@ -79,7 +98,8 @@ def test_exp_run_ratio_reruns_only_the_classifier_side(clone, repro):
     """`dvc exp run -S ratio=0`: real-only classifiers, and nothing upstream of them re-runs."""
     out = run(["dvc", "exp", "run", "-S", "ratio=0"], clone, timeout=3600).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {f"train@{m}" for m in MODELS} | {f"evaluate@{m}" for m in MODELS} | {"cards", "audit"}, ran
+    # memorisation and fidelity (stage audit) and their feature space never re-run for a ratio
+    assert ran == {f"train@{m}" for m in MODELS} | {f"evaluate@{m}" for m in MODELS} | {"cards", "audit_dataset"}, ran
     from dermsynth import tracking
 
     import os
@@ -111,3 +131,23 @@ def test_failed_gate_stops_repro(clone, repro):
         assert "minority_fraction" in p.stderr + p.stdout
     finally:
         (clone / "params.yaml").write_text(params)
+
+
+def test_exp_run_at_075_keeps_equal_synthetic_shares(clone, repro):
+    out = run(["dvc", "exp", "run", "-S", "ratio=0.75"], clone, timeout=3600).stdout
+    assert "Running stage 'audit'" not in out and "Running stage 'audit_features'" not in out
+    _synthetic_shares_equal(clone, 0.75)
+
+
+def test_forced_rerun_reproduces_the_lock_and_the_reports(clone, repro):
+    """Every output that could vary between identical runs (LoRA checkpoints, classifier files, KID,
+    timings) is the same when the stages run again: a fresh clone's `make run` leaves git clean."""
+    run(["git", "checkout", "params.yaml"], clone)  # experiments run in the workspace leave their params there
+    run(["dvc", "repro"], clone)
+    run(["git", "add", "-A"], clone)
+    run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "after repro", "--allow-empty"], clone)
+    shutil.rmtree(clone / ".work", ignore_errors=True)  # no resume: train and render from scratch
+    for stage in ("train_lora@malignant", "generate", f"train@{MODELS[1]}", "audit_features", "audit"):
+        run(["dvc", "repro", "-f", "-s", stage], clone, timeout=3600)
+    status = run(["git", "status", "--porcelain"], clone).stdout
+    assert status == "", status

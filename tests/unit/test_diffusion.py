@@ -117,6 +117,14 @@ def test_lora_resume_in_process_equals_uninterrupted(tiny_base, instance_images,
     assert rest.losses == full.losses
     with safe_open(tmp_path / "a" / LORA_WEIGHTS, "pt") as fa, safe_open(tmp_path / "b" / LORA_WEIGHTS, "pt") as fb:
         assert all(torch.equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys())
+    # every file of the DVC output, versioned checkpoint included, is byte-identical: a fresh clone
+    # reproduces dvc.lock (also when one of the runs was resumed)
+    train_lora(tiny_base, paths, "malignant", tmp_path / "c", tmp_path / "wc", LORA, repo_root=root)
+    for other in ("b", "c"):
+        files = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in sorted((tmp_path / "a").rglob("*")) if p.is_file()}
+        again = {p.relative_to(tmp_path / other): p.read_bytes() for p in sorted((tmp_path / other).rglob("*")) if p.is_file()}
+        assert files.keys() == again.keys()
+        assert [str(f) for f in files if files[f] != again[f]] == [], other
 
 
 @pytest.mark.parametrize("name, cls", [("euler", EulerDiscreteScheduler), ("euler_a", EulerAncestralDiscreteScheduler),
@@ -164,7 +172,7 @@ def test_generation_is_deterministic_and_resumable(gen_repo):
     partial = _gen(gen_repo, "syn_c", stop=2)
     assert partial["stopped_early"] and not (gen_repo / "syn_c" / "metadata.csv").exists()
     resumed = _gen(gen_repo, "syn_c")
-    assert resumed["generated_now"] < 12
+    assert resumed["timings"]["generated_now"] < 12
     meta, a = _pixels(gen_repo, "syn_a")
     _, b = _pixels(gen_repo, "syn_b")
     _, c = _pixels(gen_repo, "syn_c")
@@ -210,3 +218,62 @@ def test_a1111_export_round_trip(gen_repo, tmp_path):
     assert np.abs(a - base).max() > 1e-4
     assert np.abs(a - b).max() < 1e-4
     assert read_lora(lora)[1]["unet.lora_alpha"] == 8
+
+
+def _nan_decoder(monkeypatch, is_bad):
+    """Generation through a VAE decoder that emits NaN on the calls `is_bad(call_number)` picks."""
+    from dermsynth.diffusion import sample
+
+    real_prepare, calls = sample.prepare_pipeline, {"n": 0}
+
+    def prepare(*args, **kwargs):
+        pipe = real_prepare(*args, **kwargs)
+        decode = pipe.vae.decode
+
+        def nan_decode(z, *a, **kw):
+            out = decode(z, *a, **kw)
+            calls["n"] += 1
+            if is_bad(calls["n"]):
+                (out[0] if isinstance(out, tuple) else out.sample).fill_(float("nan"))
+            return out
+
+        pipe.vae.decode = nan_decode
+        return pipe
+
+    monkeypatch.setattr(sample, "prepare_pipeline", prepare)
+    return calls
+
+
+def test_nan_renders_are_caught_reseeded_and_recorded(gen_repo, monkeypatch):
+    from dermsynth.diffusion.sample import reseed
+
+    _nan_decoder(monkeypatch, lambda call: call == 1)  # the first chunk's batch decodes to NaN
+    summary = _gen(gen_repo, "syn_nan", batch_size=2, n=3)
+    meta, px = _pixels(gen_repo, "syn_nan")
+    retries = pd.read_csv(gen_repo / "syn_nan" / "reseeds.csv")
+    assert summary["reseeded"] == len(retries) >= 1 and summary["unrecovered"] == 0
+    assert retries.reason.eq("not finite").all() and retries.recovered.all() and retries.attempts.eq(1).all()
+    for r in retries.itertuples():
+        row = meta.set_index("image_id").loc[r.image_id]
+        assert row.seed == r.seed == reseed(r.first_seed, 1)  # the metadata holds the seed that made the image
+        assert px[r.image_id].std() > 1  # a real image, not the NaN's zeros
+        monkeypatch.undo()  # plain diffusers gives the retried image back from its row
+        assert np.array_equal(regenerate({**row.to_dict(), "image_id": r.image_id}, gen_repo, threads=1), px[r.image_id])
+    assert set(meta.device) == {"cpu"} and set(meta.dtype) == {"float32"}
+
+
+def test_a_render_that_stays_nan_fails_the_synthetic_gate(gen_repo, monkeypatch):
+    from dermsynth.quality.gate import QualityGateError, run_gate
+    from dermsynth.quality.suites import synthetic_suite
+
+    _nan_decoder(monkeypatch, lambda call: True)
+    summary = generate(GenerateConfig(n_per_class=1, batch_size=1, steps_min=3, steps_max=3, threads=1, seed=1,
+                                      max_reseeds=2), "models/base", {c: f"models/lora/{c}" for c in ("benign", "malignant")},
+                       gen_repo / "syn_allnan", gen_repo / ".work-allnan", repo_root=gen_repo)
+    assert summary["unrecovered"] == 2
+    retries = pd.read_csv(gen_repo / "syn_allnan" / "reseeds.csv")
+    assert retries.attempts.eq(2).all() and not retries.recovered.any()
+    meta = pd.read_csv(gen_repo / "syn_allnan" / "metadata.csv")
+    with pytest.raises(QualityGateError, match="no NaN or black render left"):
+        run_gate("synthetic", synthetic_suite(meta, gen_repo, 1, ["benign", "malignant"], 32, reseeds=retries),
+                 gen_repo / "q_allnan")

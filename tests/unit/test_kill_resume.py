@@ -78,7 +78,7 @@ def test_generation_sigkill_then_resume_equals_uninterrupted(gen_repo, tmp_path)
     done_before = len(list((tmp_path / "work").glob("*/images/*/*.png")))
     summary = generate(GenerateConfig(**cfg), "models/base", {c: f"models/lora/{c}" for c in ("benign", "malignant")},
                        gen_repo / "killed", tmp_path / "work", repo_root=gen_repo)
-    assert summary["generated_now"] <= 80 - done_before + 4  # at most one chunk redone
+    assert summary["timings"]["generated_now"] <= 80 - done_before + 4  # at most one chunk redone
     generate(GenerateConfig(**cfg), "models/base", {c: f"models/lora/{c}" for c in ("benign", "malignant")},
              gen_repo / "full", tmp_path / "work_full", repo_root=gen_repo)
     killed = sorted((gen_repo / "killed" / "images").rglob("*.png"))

@@ -1,0 +1,29 @@
+"""Byte-stable files: the same content must give the same bytes, or DVC hashes change run to run.
+
+safetensors writes a file's `__metadata__` in the random order of a Rust HashMap, so two saves of
+the same tensors and metadata differ in their header (safetensors issue #584). `canonicalise`
+rewrites that header with the metadata keys sorted; the header's length, the tensor offsets and the
+data stay as they are.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+
+def canonicalise_safetensors(path: str | Path) -> None:
+    p = Path(path)
+    with p.open("r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(n)
+        header = json.loads(raw)
+        if "__metadata__" not in header:
+            return
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        ordered = {"__metadata__": header.pop("__metadata__"), **header}
+        text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:  # cannot happen for a reordering of the same JSON; never corrupt the file
+            raise ValueError(f"{p}: canonical safetensors header longer than the original ({len(text)} > {n})")
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))  # safetensors pads headers with spaces

@@ -1,0 +1,17 @@
+"""Wall-clock timings of a stage, kept out of DVC-tracked outputs.
+
+Timings differ from run to run; written into a tracked metrics file they would make a fresh
+clone's `dvc repro` change `dvc.lock` and the committed reports. They go to
+`reports/timings/<stage>.json` instead, which neither DVC nor git tracks.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_timings(stage: str, timings: dict, reports: str | Path = "reports") -> Path:
+    out = Path(reports) / "timings" / f"{stage}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(timings, indent=2) + "\n")
+    return out
