@@ -31,12 +31,9 @@ class UnionFind:
         return np.array([self.find(i) for i in range(len(self.parent))])
 
 
-def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 2048) -> list[tuple[int, int]]:
-    """Index pairs (i < j) whose hashes differ in at most `max_distance` bits.
-
-    Vectorised XOR + popcount in row chunks: 30k images (all of ISIC 2020) take seconds, not the
-    hours of a Python double loop.
-    """
+def near_duplicate_pairs_exhaustive(hashes: np.ndarray, max_distance: int, chunk: int = 2048) -> list[tuple[int, int]]:
+    """Index pairs (i < j) within `max_distance` bits, comparing every pair (XOR + popcount in
+    row chunks): quadratic, fine up to a few 10k hashes, and the reference the fast search is tested against."""
     h = np.asarray(hashes, dtype=np.uint64)
     pairs: list[tuple[int, int]] = []
     for s in range(0, len(h), chunk):
@@ -45,3 +42,31 @@ def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 204
         keep = jj > ii + s
         pairs += list(zip((ii[keep] + s).tolist(), jj[keep].tolist()))
     return pairs
+
+
+def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, query_block: int = 65536) -> list[tuple[int, int]]:
+    """Index pairs (i < j) whose 64-bit hashes differ in at most `max_distance` bits.
+
+    Multi-index hashing through faiss (`IndexBinaryMultiHash`): the 64 bits are cut into
+    max_distance + 1 blocks, and two hashes that differ in at most max_distance bits agree exactly
+    on at least one block (pigeonhole), so looking up each block's bucket finds every pair; faiss
+    then checks the full distance. 401,059 hashes at distance <= 4 take seconds instead of the
+    8 x 10^10 comparisons of the exhaustive search. Queries go in blocks so results stay small.
+    """
+    h = np.ascontiguousarray(np.asarray(hashes, dtype=np.uint64))
+    n_blocks = max_distance + 1
+    bits = 64 // n_blocks
+    if len(h) < 4096 or bits < 8:  # small inputs, or buckets too coarse to prune: compare all pairs
+        return near_duplicate_pairs_exhaustive(h, max_distance)
+    import faiss
+
+    codes = h.astype(">u8").view(np.uint8).reshape(-1, 8)
+    index = faiss.IndexBinaryMultiHash(64, n_blocks, bits)
+    index.add(codes)
+    pairs: list[tuple[int, int]] = []
+    for s in range(0, len(codes), query_block):
+        lims, _, found = index.range_search(codes[s : s + query_block], max_distance + 1)  # strict: d < radius
+        query = np.repeat(np.arange(s, s + len(lims) - 1), np.diff(lims).astype(np.int64))
+        keep = found > query
+        pairs += list(zip(query[keep].tolist(), found[keep].tolist()))
+    return sorted(pairs)

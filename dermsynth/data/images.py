@@ -1,6 +1,7 @@
 """Decoding raw images: every archive's quirks become RGB uint8, or a named problem."""
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -77,9 +78,14 @@ def read_bytes(raw_root: Path, file: str) -> bytes:
 
 
 def load_image(raw_root: Path, file: str) -> np.ndarray:
+    return load_image_and_digest(raw_root, file)[0]
+
+
+def load_image_and_digest(raw_root: Path, file: str) -> tuple[np.ndarray, str]:
+    """The RGB image and the SHA-256 of its encoded bytes (what finds byte-identical copies)."""
     data = read_bytes(raw_root, file)
     try:
-        return decode(data, file)
+        return decode(data, file), hashlib.sha256(data).hexdigest()
     except ImageProblem as e:
         if "#" in file:  # inside an hdf5 container every decoding failure is a corrupt entry
             raise ImageProblem(CORRUPT_HDF5, e.detail) from e

@@ -7,18 +7,21 @@ the manifest (usable) and the quarantine (with a reason per item).
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from dermsynth.data.images import ImageProblem, load_image
+from dermsynth.data.images import ImageProblem, load_image_and_digest
 from dermsynth.data.records import TOO_SMALL, IngestError, Quarantined, Record
+from dermsynth.data.republished import DEFAULT_PRIORITY, DUPLICATES_COLUMNS, collapse
+from dermsynth.data.republished import summary as duplicates_summary
 from dermsynth.data.sources import ham10000, isic2019, isic2020, isic2024
 from dermsynth.parallel import pmap
 
 SOURCES = {m.NAME: m for m in (ham10000, isic2019, isic2020, isic2024)}
-MANIFEST_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "file", "width", "height", "diagnosis"]
+MANIFEST_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "file", "width", "height", "diagnosis",
+                    "also_in"]
 QUARANTINE_COLUMNS = ["source", "image_id", "reason", "file", "detail"]
 
 
@@ -26,6 +29,7 @@ QUARANTINE_COLUMNS = ["source", "image_id", "reason", "file", "detail"]
 class IngestResult:
     manifest: pd.DataFrame
     quarantine: pd.DataFrame
+    duplicates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DUPLICATES_COLUMNS))
 
     def summary(self) -> dict:
         kept = self.manifest.groupby("source").size().to_dict() if len(self.manifest) else {}
@@ -39,6 +43,7 @@ class IngestResult:
             "kept_per_source": {k: int(v) for k, v in kept.items()},
             "quarantined_per_source": {s: {r: int(n) for r, n in d.items()} for s, d in by_reason.items()},
             "labels": {k: int(v) for k, v in self.manifest.groupby("label").size().to_dict().items()} if len(self.manifest) else {},
+            **duplicates_summary(self.duplicates),
         }
 
 
@@ -52,18 +57,20 @@ def detect_sources(raw_root: Path) -> list[str]:
     return found
 
 
-def _check(raw_root: Path, min_size: int, rec: Record) -> tuple[int, int] | Quarantined:
+def _check(raw_root: Path, min_size: int, rec: Record) -> tuple[int, int, str] | Quarantined:
     try:
-        img = load_image(raw_root, rec.file)
+        img, digest = load_image_and_digest(raw_root, rec.file)
     except ImageProblem as e:
         return Quarantined(rec.source, rec.image_id, e.reason, rec.file, e.detail)
     h, w = img.shape[:2]
     if min(h, w) < min_size:
         return Quarantined(rec.source, rec.image_id, TOO_SMALL, rec.file, f"{w}x{h} < {min_size} px")
-    return w, h
+    return w, h, digest
 
 
-def ingest(raw_root: str | Path, min_size: int = 64, workers: int = 0) -> IngestResult:
+def ingest(raw_root: str | Path, min_size: int = 64, workers: int = 0,
+           source_priority: list[str] | tuple[str, ...] = DEFAULT_PRIORITY) -> IngestResult:
+    """Every usable raw image once (see `republished.collapse`), and every other item quarantined."""
     raw_root = Path(raw_root)
     if not raw_root.is_dir():
         raise IngestError(f"{raw_root}: raw data folder does not exist (run `dvc pull data.dvc`)")
@@ -72,21 +79,23 @@ def ingest(raw_root: str | Path, min_size: int = 64, workers: int = 0) -> Ingest
         raise IngestError(f"{raw_root}: no known source folder ({', '.join(SOURCES)}) with its metadata file")
     records: list[Record] = []
     quarantined: list[Quarantined] = []
+    listed: list[tuple[str, str, str]] = []
     for name in sources:
         res = SOURCES[name].read(raw_root / name, raw_root)
         records += res.records
         quarantined += res.quarantined
+        listed += [(name, a, b) for a, b in res.same_image]
     checked = pmap(functools.partial(_check, raw_root, min_size), records, workers, desc="ingest: decoding")
     rows = []
     for rec, out in zip(records, checked):
         if isinstance(out, Quarantined):
             quarantined.append(out)
         else:
-            rows.append({**asdict(rec), "width": out[0], "height": out[1]})
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+            rows.append({**asdict(rec), "width": out[0], "height": out[1], "sha256": out[2]})
+    manifest, duplicates = collapse(pd.DataFrame(rows, columns=MANIFEST_COLUMNS[:-1] + ["sha256"]), source_priority, listed)
     quarantine = pd.DataFrame([q.row() for q in quarantined], columns=QUARANTINE_COLUMNS)
-    return IngestResult(manifest.sort_values(["source", "image_id"], ignore_index=True),
-                        quarantine.sort_values(["source", "image_id", "reason"], ignore_index=True))
+    return IngestResult(manifest[MANIFEST_COLUMNS], quarantine.sort_values(["source", "image_id", "reason"], ignore_index=True),
+                        duplicates)
 
 
 def check_usable(result: IngestResult, max_quarantine_fraction: float) -> None:
@@ -106,7 +115,8 @@ def format_summary(s: dict) -> str:
     for src, n in s["kept_per_source"].items():
         q = s["quarantined_per_source"].get(src, {})
         qs = ", ".join(f"{r}: {c}" for r, c in sorted(q.items())) or "none"
-        lines.append(f"  {src:9s} kept {n:6d}   quarantined: {qs}")
+        dropped = ", ".join(f"{k}: {c}" for k, c in s.get("dropped_per_source", {}).get(src, {}).items())
+        lines.append(f"  {src:9s} kept {n:6d}   quarantined: {qs}" + (f"   copies dropped: {dropped}" if dropped else ""))
     for src, q in s["quarantined_per_source"].items():
         if src not in s["kept_per_source"]:
             lines.append(f"  {src:9s} kept      0   quarantined: " + ", ".join(f"{r}: {c}" for r, c in sorted(q.items())))

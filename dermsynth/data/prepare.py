@@ -52,7 +52,7 @@ def build_manifest(df: pd.DataFrame, phash_distance: int, val_fraction: float, t
     out["duplicate_cluster"] = dup
     out["group"] = groups
     out["split"] = assign_splits(out, groups, val_fraction, test_fraction, seed)
-    cols = PREPARED_COLUMNS + ["diagnosis", "phash", "duplicate_cluster", "group"]
+    cols = PREPARED_COLUMNS + ["diagnosis", "also_in", "phash", "duplicate_cluster", "group"]
     out = out[cols].sort_values(["source", "image_id"], ignore_index=True)
     dup_sizes = pd.Series(dup).value_counts()
     cross_src = out.groupby("duplicate_cluster")["source"].nunique()

@@ -56,6 +56,7 @@ class Quarantined:
 class SourceResult:
     records: list[Record] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
+    same_image: list[tuple[str, str]] = field(default_factory=list)  # id pairs the archive lists as duplicates
 
 
 def is_safe_id(image_id: str) -> bool:

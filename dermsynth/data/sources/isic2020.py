@@ -9,6 +9,7 @@ from dermsynth.data.sources.common import find_file, read_table
 
 NAME = "isic2020"
 METADATA = "train.csv"
+DUPLICATES = "ISIC_2020_Training_Duplicates.csv"  # image_name_1, image_name_2: the same image twice
 
 
 def detect(folder: Path) -> bool:
@@ -35,4 +36,9 @@ def read(folder: Path, raw_root: Path) -> SourceResult:
     for name, pid, t, b, d in zip(df["image_name"], df["patient_id"], df["target"], bm, dx):
         label, why = label_of(t, b)
         rows.append((clean(name), label, why, {"lesion_id": "", "patient_id": clean(pid), "diagnosis": clean(d)}))
-    return resolve_rows(NAME, rows, raw_root, index_images(folder))
+    res = resolve_rows(NAME, rows, raw_root, index_images(folder))
+    dup_file = find_file(folder, [DUPLICATES])
+    if dup_file is not None:
+        pairs = read_table(dup_file, ["image_name_1", "image_name_2"])
+        res.same_image = [(clean(a), clean(b)) for a, b in zip(pairs["image_name_1"], pairs["image_name_2"])]
+    return res
