@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from dermsynth.diffusion.base import load_pipeline
 from dermsynth.files import canonicalise_safetensors
-from dermsynth.diffusion.data import batch_indices, load_images, step_generator
+from dermsynth.diffusion.data import batch_indices, step_generator
+from dermsynth.diffusion.latents import LatentCache, cache_key, encode_latents
 from dermsynth.diffusion.pretrain import encode_prompts
 from dermsynth.diffusion.tiny import training_scheduler
 
@@ -144,33 +145,78 @@ def _load_checkpoint(ckpt: Path, unet, text_encoder, optimizer, lr_sched, accele
 
 
 @torch.no_grad()
-def _latent_stats(pipe: StableDiffusionPipeline, images: torch.Tensor, flips: bool, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std of the VAE posterior of every image (and its flips), encoded once."""
-    if flips:
-        images = torch.cat([images, images.flip(3), images.flip(2), images.flip(2).flip(3)])
-    means, stds = [], []
-    for i in range(0, len(images), 32):
-        d = pipe.vae.encode(images[i : i + 32].to(pipe.vae.device, dtype)).latent_dist
-        means.append(d.mean.float().cpu())
-        stds.append(d.std.float().cpu())
-    return torch.cat(means), torch.cat(stds)
-
-
-@torch.no_grad()
-def _class_images(pipe: StableDiffusionPipeline, prompt: str, n: int, seed: int, work: Path) -> list[Path]:
-    """Prior-preservation images from the base model itself, generated once and kept in `work`."""
+def _class_images(pipe: StableDiffusionPipeline, prompt: str, n: int, seed: int, work: Path) -> list[str]:
+    """Prior-preservation images from the base model itself, generated once and kept in `work`
+    (returned as names relative to `work / "class_images"`)."""
     out = work / "class_images"
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{i:05d}.png" for i in range(n)]
-    todo = [i for i, p in enumerate(paths) if not p.is_file()]
+    names = [f"{i:05d}.png" for i in range(n)]
+    todo = [i for i, name in enumerate(names) if not (out / name).is_file()]
     for s in range(0, len(todo), 16):
         idx = todo[s : s + 16]
         gens = [torch.Generator().manual_seed(seed * 7919 + i) for i in idx]
         imgs = pipe([prompt] * len(idx), num_inference_steps=25, guidance_scale=7.0, generator=gens,
                     output_type="pil").images
         for i, im in zip(idx, imgs):
-            im.save(paths[i])
-    return paths
+            im.save(out / names[i])
+    return names
+
+
+@dataclass
+class _Models:
+    pipe: StableDiffusionPipeline
+    unet: torch.nn.Module
+    text_encoder: torch.nn.Module | None  # trained text encoder, or None when frozen
+    weight_dtype: torch.dtype
+    params: list
+
+
+def _load_models(base_dir: str | Path, cfg: LoraTrainConfig, accelerator: Accelerator) -> _Models:
+    """The base pipeline, frozen in the mixed-precision dtype, with LoRA adapters to train in fp32."""
+    device = accelerator.device
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    pipe = load_pipeline(base_dir)
+    pipe.set_progress_bar_config(disable=True)
+    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
+    for m in (unet, vae, text_encoder):
+        m.requires_grad_(False)
+    for m in (vae, unet) + (() if cfg.train_text_encoder else (text_encoder,)):
+        m.to(device)
+        if weight_dtype != torch.float32:
+            m.to(weight_dtype)
+    text_encoder.to(device)
+    torch.manual_seed(cfg.seed)  # LoRA's gaussian init
+    unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, init_lora_weights="gaussian",
+                                target_modules=list(cfg.target_modules)))
+    te_train = None
+    if cfg.train_text_encoder:
+        text_encoder.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, init_lora_weights="gaussian",
+                                            target_modules=list(cfg.text_encoder_target_modules)))
+        te_train = text_encoder
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        if te_train is not None:
+            te_train.gradient_checkpointing_enable()
+    cast_training_params([m for m in (unet, te_train) if m is not None], dtype=torch.float32)
+    params = [p for m in (unet, te_train) if m is not None for p in m.parameters() if p.requires_grad]
+    return _Models(pipe, unet, te_train, weight_dtype, params)
+
+
+def _latents(models: _Models, instance_paths: list[str], repo_root: Path, cfg: LoraTrainConfig, work_root: Path,
+             work: Path, base_dir: Path, label: str) -> tuple[LatentCache, LatentCache | None]:
+    """Instance latents from the shared on-disk cache; prior-preservation latents, if asked for."""
+    pipe, dtype = models.pipe, models.weight_dtype
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    key = cache_key(dir_fingerprint(base_dir), list(instance_paths), repo_root, size, cfg.flip_augment, dtype)
+    inst = encode_latents(pipe.vae, list(instance_paths), repo_root, size, Path(work_root) / "latents" / key,
+                          cfg.flip_augment, dtype, desc=f"LoRA {label}: encode latents")
+    if not cfg.prior_preservation:
+        return inst, None
+    pipe.to(models.unet.device)
+    names = _class_images(pipe, cfg.class_prompt, cfg.num_class_images, cfg.seed, work)
+    cls = encode_latents(pipe.vae, names, work / "class_images", size, work / "class_latents", False, dtype,
+                         desc=f"LoRA {label}: encode class images")
+    return inst, cls
 
 
 def train_lora(
@@ -189,107 +235,88 @@ def train_lora(
     """
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision),
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
-    device = accelerator.device
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     work = Path(work_root) / f"{label}-{fingerprint(asdict(cfg), dir_fingerprint(Path(base_dir)), sorted(instance_paths))}"
     work.mkdir(parents=True, exist_ok=True)
+    models = _load_models(base_dir, cfg, accelerator)
+    inst, cls = _latents(models, instance_paths, Path(repo_root), cfg, Path(work_root), work, Path(base_dir), label)
 
-    pipe = load_pipeline(base_dir)
-    pipe.set_progress_bar_config(disable=True)
-    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
-    for m in (unet, vae, text_encoder):
-        m.requires_grad_(False)
-    # frozen weights in the mixed-precision dtype; only the LoRA parameters are trained in fp32
-    for m in (vae, unet) + (() if cfg.train_text_encoder else (text_encoder,)):
-        m.to(device)
-        if weight_dtype != torch.float32:
-            m.to(weight_dtype)
-    text_encoder.to(device)
-    noise_sched = training_scheduler(pipe)
-
-    instance_prompt = cfg.instance_prompt.format(label=label)
-    images = load_images(instance_paths, repo_root, size=pipe.unet.config.sample_size * pipe.vae_scale_factor)
-    inst_mean, inst_std = _latent_stats(pipe, images, cfg.flip_augment, weight_dtype)
-    class_mean = class_std = None
-    if cfg.prior_preservation:
-        pipe.to(device)
-        cls_paths = _class_images(pipe, cfg.class_prompt, cfg.num_class_images, cfg.seed, work)
-        class_mean, class_std = _latent_stats(pipe, load_images([str(p) for p in cls_paths], "/"), False, weight_dtype)
-
-    torch.manual_seed(cfg.seed)  # LoRA's gaussian init
-    unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, init_lora_weights="gaussian",
-                                target_modules=list(cfg.target_modules)))
-    te_train = None
-    if cfg.train_text_encoder:
-        text_encoder.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, init_lora_weights="gaussian",
-                                            target_modules=list(cfg.text_encoder_target_modules)))
-        te_train = text_encoder
-    if cfg.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-        if te_train is not None:
-            te_train.gradient_checkpointing_enable()
-    cast_training_params([m for m in (unet, te_train) if m is not None], dtype=torch.float32)
-    params = [p for m in (unet, te_train) if m is not None for p in m.parameters() if p.requires_grad]
-
-    total = cfg.total_steps(len(inst_mean))
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+    total = cfg.total_steps(len(inst))
+    optimizer = torch.optim.AdamW(models.params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
     lr_sched = get_scheduler(cfg.lr_scheduler, optimizer=optimizer,
                              num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
                              num_training_steps=total * accelerator.num_processes)
-    if te_train is not None:
-        unet, te_train, optimizer, lr_sched = accelerator.prepare(unet, te_train, optimizer, lr_sched)
+    if models.text_encoder is not None:
+        models.unet, models.text_encoder, optimizer, lr_sched = accelerator.prepare(models.unet, models.text_encoder,
+                                                                                    optimizer, lr_sched)
     else:
-        unet, optimizer, lr_sched = accelerator.prepare(unet, optimizer, lr_sched)
+        models.unet, optimizer, lr_sched = accelerator.prepare(models.unet, optimizer, lr_sched)
 
     start, losses = 0, []
     ckpts = _checkpoints(work)
     if ckpts:
-        start, losses = _load_checkpoint(ckpts[-1], unet, te_train, optimizer, lr_sched, accelerator)
+        start, losses = _load_checkpoint(ckpts[-1], models.unet, models.text_encoder, optimizer, lr_sched, accelerator)
         log.info("resuming %s LoRA from %s (step %d of %d)", label, ckpts[-1], start, total)
+    end = total if stop_after is None else min(total, start + stop_after)
+    losses = _train_steps(models, inst, cls, cfg, accelerator, optimizer, lr_sched, range(start, end), total, losses,
+                          work, label)
+    accelerator.wait_for_everyone()
+    result = LoraResult(Path(out_dir), end, losses, resumed_from=start)
+    if end < total:
+        return result  # stopped early on purpose: no final export
+    if accelerator.is_main_process:
+        export_lora(Path(out_dir), accelerator.unwrap_model(models.unet),
+                    accelerator.unwrap_model(models.text_encoder) if models.text_encoder is not None else None)
+        last = _checkpoints(work)[-1]
+        shutil.copytree(last, Path(out_dir) / "checkpoints" / last.name, dirs_exist_ok=True)
+    return result
 
+
+def _train_steps(models: _Models, inst: LatentCache, cls: LatentCache | None, cfg: LoraTrainConfig,
+                 accelerator: Accelerator, optimizer, lr_sched, steps: range, total: int, losses: list[float],
+                 work: Path, label: str) -> list[float]:
+    """The optimisation steps in `steps`, checkpointing every `cfg.checkpoint_every`."""
+    pipe, unet, te_train, dtype = models.pipe, models.unet, models.text_encoder, models.weight_dtype
+    device = accelerator.device
+    noise_sched = training_scheduler(pipe)
+    scale = pipe.vae.config.scaling_factor
+    instance_prompt = cfg.instance_prompt.format(label=label)
     if te_train is None:
         with torch.no_grad():
-            cond = encode_prompts(pipe, [instance_prompt, cfg.class_prompt]).to(weight_dtype)
+            cond = encode_prompts(pipe, [instance_prompt, cfg.class_prompt]).to(dtype)
     ids = pipe.tokenizer([instance_prompt, cfg.class_prompt], padding="max_length",
                          max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids.to(device)
-
-    def sample_latents(mean, std, idx, g):
-        z = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)
-        return (z * vae.config.scaling_factor).to(device, weight_dtype)
-
-    pbar = tqdm(range(start, total), initial=start, total=total, desc=f"LoRA {label}", mininterval=2.0,
+    pbar = tqdm(steps, initial=steps.start, total=total, desc=f"LoRA {label}", mininterval=2.0,
                 disable=not accelerator.is_local_main_process)
-    end = total if stop_after is None else min(total, start + stop_after)
     unet.train()
-    for step in range(start, end):
+    for step in steps:
         for micro in range(cfg.gradient_accumulation_steps):
             s = step * cfg.gradient_accumulation_steps + micro
             # each process takes its own slice of one global batch; randomness is (seed, step, rank)
             g = step_generator(cfg.seed * 1000 + accelerator.process_index, s)
-            idx = batch_indices(len(inst_mean), cfg.batch_size * accelerator.num_processes, s, cfg.seed)
+            idx = batch_indices(len(inst), cfg.batch_size * accelerator.num_processes, s, cfg.seed)
             idx = idx.chunk(accelerator.num_processes)[accelerator.process_index] if accelerator.num_processes > 1 else idx
-            z0 = sample_latents(inst_mean, inst_std, idx, g)
+            z0 = (inst.sample(idx, g) * scale).to(device, dtype)
             n_inst = len(z0)
-            if class_mean is not None:
-                cidx = batch_indices(len(class_mean), n_inst, s, cfg.seed + 1)
-                z0 = torch.cat([z0, sample_latents(class_mean, class_std, cidx, g)])
+            if cls is not None:
+                cidx = batch_indices(len(cls), n_inst, s, cfg.seed + 1)
+                z0 = torch.cat([z0, (cls.sample(cidx, g) * scale).to(device, dtype)])
             noise = torch.randn(z0.shape, generator=g).to(device, z0.dtype)
             t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=g).to(device)
             noisy = noise_sched.add_noise(z0, noise, t)
             if te_train is not None:
                 which = torch.tensor([0] * n_inst + [1] * (len(z0) - n_inst), device=device)
-                ctx = te_train(ids[which])[0].to(weight_dtype)
+                ctx = te_train(ids[which])[0].to(dtype)
             else:
                 ctx = torch.cat([cond[0:1].expand(n_inst, -1, -1), cond[1:2].expand(len(z0) - n_inst, -1, -1)])
             with accelerator.accumulate(unet):
                 pred = unet(noisy, t, ctx).sample
                 target = noise if noise_sched.config.prediction_type == "epsilon" else noise_sched.get_velocity(z0, noise, t)
                 loss = F.mse_loss(pred[:n_inst].float(), target[:n_inst].float())
-                if class_mean is not None:
+                if cls is not None:
                     loss = loss + cfg.prior_loss_weight * F.mse_loss(pred[n_inst:].float(), target[n_inst:].float())
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                    accelerator.clip_grad_norm_(models.params, cfg.max_grad_norm)
                 optimizer.step()
                 lr_sched.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -300,16 +327,7 @@ def train_lora(
         if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == total):
             _save_checkpoint(work, done, unet, te_train, optimizer, lr_sched, accelerator, losses, cfg.keep_checkpoints)
     pbar.close()
-    accelerator.wait_for_everyone()
-    result = LoraResult(Path(out_dir), end, losses, resumed_from=start)
-    if end < total:
-        return result  # stopped early on purpose: no final export
-    if accelerator.is_main_process:
-        export_lora(Path(out_dir), accelerator.unwrap_model(unet),
-                    accelerator.unwrap_model(te_train) if te_train is not None else None)
-        last = _checkpoints(work)[-1]
-        shutil.copytree(last, Path(out_dir) / "checkpoints" / last.name, dirs_exist_ok=True)
-    return result
+    return losses
 
 
 def _adapter_metadata(model) -> dict:

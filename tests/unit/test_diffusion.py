@@ -277,3 +277,39 @@ def test_a_render_that_stays_nan_fails_the_synthetic_gate(gen_repo, monkeypatch)
     with pytest.raises(QualityGateError, match="no NaN or black render left"):
         run_gate("synthetic", synthetic_suite(meta, gen_repo, 1, ["benign", "malignant"], 32, reseeds=retries),
                  gen_repo / "q_allnan")
+
+
+def test_latent_cache_is_reused_and_invalidated_by_base_model_or_data(tiny_base, instance_images, tmp_path):
+    root, paths = instance_images
+    work = tmp_path / "work"
+    train_lora(tiny_base, paths, "malignant", tmp_path / "a", work, LORA, repo_root=root)
+    caches = sorted((work / "latents").iterdir())
+    assert len(caches) == 1 and (caches[0] / "complete.json").is_file()
+    stamp = (caches[0] / "mean.npy").stat().st_mtime_ns
+    # another LoRA configuration on the same images and base model re-uses the encoded latents
+    other = LoraTrainConfig(**{**LORA.__dict__, "learning_rate": 5e-4, "max_steps": 2})
+    train_lora(tiny_base, paths, "malignant", tmp_path / "b", work, other, repo_root=root)
+    assert sorted((work / "latents").iterdir()) == caches and (caches[0] / "mean.npy").stat().st_mtime_ns == stamp
+    # other data: a new cache
+    train_lora(tiny_base, paths[:-1], "malignant", tmp_path / "c", work, other, repo_root=root)
+    assert len(list((work / "latents").iterdir())) == 2
+    # another base model: a new cache
+    base2 = tmp_path / "base2"
+    build_tiny_pipeline(TinyConfig(image_size=32, seed=2)).save_pretrained(base2)
+    train_lora(base2, paths, "malignant", tmp_path / "d", work, other, repo_root=root)
+    assert len(list((work / "latents").iterdir())) == 3
+    # the cache holds every image in all four orientations, memory-mapped
+    from dermsynth.diffusion.latents import open_cache
+
+    cache = open_cache(caches[0])
+    assert len(cache) == 4 * len(paths) and isinstance(cache.mean, np.memmap)
+
+
+def test_prior_preservation_with_a_relative_work_folder(tiny_base, instance_images, tmp_path, monkeypatch):
+    """The stage passes `.work/lora`: class images must be found relative to the working directory."""
+    root, paths = instance_images
+    monkeypatch.chdir(tmp_path)
+    cfg = LoraTrainConfig(**{**LORA.__dict__, "prior_preservation": True, "num_class_images": 3, "max_steps": 2})
+    res = train_lora(tiny_base, paths, "benign", "out", ".work/lora", cfg, repo_root=root)
+    assert res.steps == 2 and (tmp_path / "out" / LORA_WEIGHTS).is_file()
+    assert len(list((tmp_path / ".work/lora").glob("*/class_latents/complete.json"))) == 1
