@@ -10,7 +10,7 @@ from dermsynth.config import configure_environment
 def _demo_data(args: argparse.Namespace) -> None:
     from dermsynth.demo.layouts import write_demo
 
-    out = write_demo(args.out, seed=args.seed, defects=not args.no_defects)
+    out = write_demo(args.out, seed=args.seed, defects=not args.no_defects, scale=args.scale)
     print(f"demo raw data written to {out}")
 
 
@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="data/raw")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-defects", action="store_true", help="leave out the deliberately bad inputs")
+    p.add_argument("--scale", type=float, default=None,
+                   help="scale profile: the four archives at their real image sizes and this fraction of their real "
+                        "counts (1 = full size), with ISIC 2019's republished HAM10000 ids and ISIC 2020's duplicates")
     p.set_defaults(fn=_demo_data)
     p = sub.add_parser("export-lora", help="export a trained LoRA for AUTOMATIC1111 / ComfyUI")
     p.add_argument("--lora", default="models/lora/malignant", help="a diffusers LoRA directory or file")

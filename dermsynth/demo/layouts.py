@@ -32,6 +32,7 @@ class DemoSpec:
     malignant: float
     size: tuple[int, int]
     photos: tuple[int, int]  # min, max photographs per lesion
+    render_short: int = 0  # > 0: draw at this short side and upscale (6000 x 4000 phantoms cost seconds each)
 
 
 DEFAULT_SPECS: dict[str, DemoSpec] = {
@@ -42,25 +43,62 @@ DEFAULT_SPECS: dict[str, DemoSpec] = {
 }
 
 
+# The real archives, for the scale profile: images (ISIC 2019 without the HAM10000 images it
+# republishes), photographs per lesion, malignant share, typical image size (w, h).
+REAL_ARCHIVES = {
+    "ham10000": (10_015, (1, 2), 0.195, (600, 450)),
+    "isic2019": (15_316, (1, 1), 0.48, (1024, 1024)),
+    "isic2020": (33_126, (1, 1), 0.0176, (6000, 4000)),
+    "isic2024": (401_059, (1, 1), 0.00098, (130, 130)),
+}
+ISIC2020_DUPLICATE_SHARE = 425 / 33_126  # pairs in ISIC_2020_Training_Duplicates.csv
+
+
+def scale_specs(fraction: float, sources: tuple[str, ...] = tuple(REAL_ARCHIVES)) -> dict[str, DemoSpec]:
+    """The archives at their real image sizes and `fraction` of their real counts (1 = full size)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"--scale must be in (0, 1], got {fraction}")
+    out = {}
+    for name in sources:
+        images, photos, malignant, size = REAL_ARCHIVES[name]
+        lesions = max(int(round(images * fraction / (sum(photos) / 2))), 4)
+        malignant = max(malignant, 2.0 / lesions)  # at least a couple of malignant lesions at tiny fractions
+        out[name] = DemoSpec(lesions, malignant, size, photos, render_short=min(min(size), 512))
+    return out
+
+
 def _jpeg(arr: np.ndarray, quality: int = 90, **kw) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=quality, **kw)
     return buf.getvalue()
 
 
-def _photos(
-    source: str, spec: DemoSpec, rng: np.random.Generator
-) -> list[tuple[int, Lesion, np.ndarray]]:
-    """(lesion index, lesion, image) for every photograph of the source."""
-    out = []
-    n_mal = int(round(spec.lesions * spec.malignant))
-    labels = ["malignant"] * n_mal + ["benign"] * (spec.lesions - n_mal)
-    rng.shuffle(labels)
-    for li, label in enumerate(labels):
-        lesion = sample_lesion(label, rng)
-        for _ in range(int(rng.integers(spec.photos[0], spec.photos[1] + 1))):
-            out.append((li, lesion, render(lesion, STYLES[source], *spec.size, rng)))
-    return out
+def _photos(source: str, spec: DemoSpec, rng: np.random.Generator):
+    """(lesion index, lesion, image) for every photograph of the source.
+
+    The small demo draws every image before its metadata (the random stream, and so the versioned
+    demo files, depend on that order); the scale profile streams them, so memory holds one image."""
+    def gen():
+        n_mal = int(round(spec.lesions * spec.malignant))
+        labels = ["malignant"] * n_mal + ["benign"] * (spec.lesions - n_mal)
+        rng.shuffle(labels)
+        for li, label in enumerate(labels):
+            lesion = sample_lesion(label, rng)
+            for _ in range(int(rng.integers(spec.photos[0], spec.photos[1] + 1))):
+                yield li, lesion, _render(lesion, source, spec, rng)
+
+    return gen() if spec.render_short else list(gen())
+
+
+def _render(lesion: Lesion, source: str, spec: DemoSpec, rng: np.random.Generator) -> np.ndarray:
+    w, h = spec.size
+    if not spec.render_short or min(w, h) <= spec.render_short:
+        return render(lesion, STYLES[source], w, h, rng)
+    k = spec.render_short / min(w, h)
+    small = render(lesion, STYLES[source], max(int(round(w * k)), 1), max(int(round(h * k)), 1), rng)
+    import cv2
+
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def _patients(n_lesions: int, rng: np.random.Generator, prefix: str) -> list[str]:
@@ -72,7 +110,8 @@ def _patients(n_lesions: int, rng: np.random.Generator, prefix: str) -> list[str
     return ids[:n_lesions]
 
 
-def write_ham10000(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool) -> list[np.ndarray]:
+def write_ham10000(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool) -> list[tuple[str, Path, dict]]:
+    """Writes the HAM10000 layout; returns (image_id, file, metadata row) of every image."""
     root.mkdir(parents=True, exist_ok=True)
     rows, images = [], []
     for i, (li, lesion, img) in enumerate(_photos("ham10000", spec, rng)):
@@ -95,26 +134,27 @@ def write_ham10000(root: Path, spec: DemoSpec, rng: np.random.Generator, defects
         else:
             data = _jpeg(img)
         (root / part / f"{image_id}.jpg").write_bytes(data)
-        images.append((image_id, img, rows[-1]))
+        images.append((image_id, root / part / f"{image_id}.jpg", rows[-1]))
+        if i == 5:
+            orphan = data
     meta = pd.DataFrame(rows)
     if defects:
         # Truncated download, an image listed but missing, an orphan image, a duplicated row.
         trunc = root / "HAM10000_images_part_1" / f"{meta.image_id[0]}.jpg"
         trunc.write_bytes(trunc.read_bytes()[: len(trunc.read_bytes()) // 2])
         missing = dict(meta.iloc[1]); missing["image_id"] = "ISIC_9990001"
-        (root / "HAM10000_images_part_2" / "ISIC_9990002.jpg").write_bytes(_jpeg(images[5][1]))
+        (root / "HAM10000_images_part_2" / "ISIC_9990002.jpg").write_bytes(orphan)
         meta = pd.concat([meta, pd.DataFrame([missing, dict(meta.iloc[7])])], ignore_index=True)
     meta.to_csv(root / "HAM10000_metadata.csv", index=False)
     return images
 
 
 def write_isic2019(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool,
-                   ham_images: list) -> None:
+                   ham_images: list, republish: slice = slice(10, 16)) -> None:
     img_dir = root / "ISIC_2019_Training_Input"
     img_dir.mkdir(parents=True, exist_ok=True)
-    gt, meta, pixels = [], [], []
+    gt, meta = [], []
     for i, (li, lesion, img) in enumerate(_photos("isic2019", spec, rng)):
-        pixels.append(img)
         image_id = f"ISIC_{60000 + i:07d}"
         if lesion.label == "malignant":
             cls = str(rng.choice(["MEL", "BCC", "AK", "SCC"], p=[0.5, 0.3, 0.1, 0.1]))
@@ -125,32 +165,35 @@ def write_isic2019(root: Path, spec: DemoSpec, rng: np.random.Generator, defects
                          anatom_site_general=str(rng.choice(SITES)),
                          lesion_id="" if rng.random() < 0.2 else f"BCN_{li:07d}",
                          sex=str(rng.choice(["male", "female"]))))
-        (img_dir / f"{image_id}.jpg").write_bytes(_jpeg(img))
-    # ISIC 2019 re-publishes HAM10000: same id, same pixels, same lesion.
-    for image_id, img, row in ham_images[10:16]:
+        if defects and i == 8:
+            # A 16-bit grayscale PNG (some scanners export these): converted, kept.
+            Image.fromarray(img.mean(axis=2).astype(np.uint16) * 257).save(img_dir / f"{image_id}.png")
+        else:
+            (img_dir / f"{image_id}.jpg").write_bytes(_jpeg(img))
+    # ISIC 2019 re-publishes HAM10000: same id, same file, same lesion.
+    for image_id, ham_file, row in ham_images[republish]:
         cls = {"mel": "MEL", "bcc": "BCC", "akiec": "AK", "nv": "NV", "bkl": "BKL", "df": "DF", "vasc": "VASC"}[row["dx"]]
         gt.append({"image": image_id, **{c: float(c == cls) for c in ISIC2019_CLASSES}})
         meta.append(dict(image=image_id, age_approx=row["age"], anatom_site_general="torso",
                          lesion_id=row["lesion_id"], sex=row["sex"]))
-        (img_dir / f"{image_id}.jpg").write_bytes(_jpeg(img))
+        (img_dir / f"{image_id}.jpg").write_bytes(ham_file.read_bytes())
     if defects:
         gt[2].update({"MEL": 1.0, "NV": 1.0})  # two diagnoses at once
         gt[4].update({c: float(c == "UNK") for c in ISIC2019_CLASSES})  # unknown diagnosis
         (img_dir / f"{gt[6]['image']}.jpg").write_text("<html>403 Forbidden</html>")  # not an image
-        # A 16-bit grayscale PNG (some scanners export these): converted, kept.
-        gray16 = pixels[8].mean(axis=2).astype(np.uint16) * 257
-        (img_dir / f"{gt[8]['image']}.jpg").unlink()
-        Image.fromarray(gray16).save(img_dir / f"{gt[8]['image']}.png")
     pd.DataFrame(gt).to_csv(root / "ISIC_2019_Training_GroundTruth.csv", index=False)
     pd.DataFrame(meta).to_csv(root / "ISIC_2019_Training_Metadata.csv", index=False)
 
 
-def write_isic2020(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool) -> None:
+def write_isic2020(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool, duplicates: int = 0) -> None:
+    """`duplicates` > 0: that many images published twice under two ids (re-encoded), listed in
+    ISIC_2020_Training_Duplicates.csv as the real archive does."""
     img_dir = root / "train"
     img_dir.mkdir(parents=True, exist_ok=True)
     photos = _photos("isic2020", spec, rng)
     patients = _patients(spec.lesions, rng, "IP_")
-    rows = []
+    rows, pairs = [], []
+    every = max(spec.lesions // duplicates, 1) if duplicates else 0
     for i, (li, lesion, img) in enumerate(photos):
         image_name = f"ISIC_{80000 + i:07d}"
         mal = lesion.label == "malignant"
@@ -164,12 +207,20 @@ def write_isic2020(root: Path, spec: DemoSpec, rng: np.random.Generator, defects
             Image.fromarray(img).convert("CMYK").save(img_dir / f"{image_name}.jpg", quality=90)
         elif defects and i == 6:
             Image.fromarray(img).convert("L").save(img_dir / f"{image_name}.jpg", quality=90)
+        elif defects and i == 9:
+            (img_dir / f"{image_name}.jpg").write_bytes(_jpeg(img[:20, :20]))  # too small
         else:
             (img_dir / f"{image_name}.jpg").write_bytes(_jpeg(img))
+        if every and i % every == every // 2 and len(pairs) < duplicates:  # published again under a new id
+            copy = dict(rows[-1], image_name=f"ISIC_{90000000 + len(pairs):08d}")
+            (img_dir / f"{copy['image_name']}.jpg").write_bytes(_jpeg(img, quality=85))
+            pairs.append({"image_name_1": image_name, "image_name_2": copy["image_name"], "row": copy})
+    rows += [p.pop("row") for p in pairs]
     if defects:
-        (img_dir / f"{rows[9]['image_name']}.jpg").write_bytes(_jpeg(photos[9][2][:20, :20]))  # too small
         rows[11]["benign_malignant"] = "benign" if rows[11]["target"] else "malignant"  # conflicting
         rows.append(dict(rows[12], image_name="../../../etc/passwd"))  # path traversal
+    if pairs:
+        pd.DataFrame(pairs).to_csv(root / "ISIC_2020_Training_Duplicates.csv", index=False)
     pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
 
 
@@ -200,18 +251,24 @@ def write_demo(
     seed: int = 0,
     specs: dict[str, DemoSpec] | None = None,
     defects: bool = True,
+    scale: float | None = None,
 ) -> Path:
-    """Write the whole demo raw set under `raw_dir` (one folder per source)."""
+    """Write the whole demo raw set under `raw_dir` (one folder per source).
+
+    `scale`: the scale profile instead, the archives at their real image sizes and this fraction of
+    their real counts, ISIC 2019 republishing every HAM10000 image and ISIC 2020 listing duplicates."""
     raw_dir = Path(raw_dir)
-    specs = specs or DEFAULT_SPECS
+    specs = specs or (scale_specs(scale) if scale else DEFAULT_SPECS)
+    republish = slice(None) if scale else slice(10, 16)
+    n_dup = int(round(ISIC2020_DUPLICATE_SHARE * specs["isic2020"].lesions)) if scale and "isic2020" in specs else 0
     rngs = {s: np.random.default_rng([seed, i]) for i, s in enumerate(STYLES)}
     ham = []
     if "ham10000" in specs:
         ham = write_ham10000(raw_dir / "ham10000", specs["ham10000"], rngs["ham10000"], defects)
     if "isic2019" in specs:
-        write_isic2019(raw_dir / "isic2019", specs["isic2019"], rngs["isic2019"], defects, ham)
+        write_isic2019(raw_dir / "isic2019", specs["isic2019"], rngs["isic2019"], defects, ham, republish)
     if "isic2020" in specs:
-        write_isic2020(raw_dir / "isic2020", specs["isic2020"], rngs["isic2020"], defects)
+        write_isic2020(raw_dir / "isic2020", specs["isic2020"], rngs["isic2020"], defects, n_dup)
     if "isic2024" in specs:
         write_isic2024(raw_dir / "isic2024", specs["isic2024"], rngs["isic2024"], defects)
     return raw_dir
