@@ -313,3 +313,11 @@ def test_prior_preservation_with_a_relative_work_folder(tiny_base, instance_imag
     res = train_lora(tiny_base, paths, "benign", "out", ".work/lora", cfg, repo_root=root)
     assert res.steps == 2 and (tmp_path / "out" / LORA_WEIGHTS).is_file()
     assert len(list((tmp_path / ".work/lora").glob("*/class_latents/complete.json"))) == 1
+
+
+def test_a_row_made_on_cuda_says_where_its_bytes_come_back(gen_repo):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    row = {"image_id": "syn_x", "device": "cuda", "dtype": "float16"}
+    with pytest.raises(ValueError, match="syn_x was made on cuda in float16"):
+        regenerate(row, gen_repo)

@@ -75,3 +75,13 @@ def test_memorisation_and_fidelity_never_depend_on_the_classifier_side():
     # every audit key the stage reads is listed for it, so an edit re-runs it
     listed = {p.split(".", 1)[1] for p in dvc["stages"]["audit"]["params"] if isinstance(p, str) and p.startswith("audit.")}
     assert listed == AUDIT_KEYS
+
+
+def test_real_fraction_and_class_mix_reach_only_the_classifier_side():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    readers = set()
+    for name, st in dvc["stages"].items():
+        keys = [p for p in st.get("params") or [] if isinstance(p, str)]
+        if any(k in ("train", "train.real_fraction", "train.mixing") or k.startswith("train.mixing.") for k in keys):
+            readers.add(name)
+    assert readers == {"train", "cards"}
