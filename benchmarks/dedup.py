@@ -16,10 +16,11 @@ import numpy as np
 from dermsynth.data.dedup import near_duplicate_pairs, near_duplicate_pairs_exhaustive
 
 
-def hashes(n: int, seed: int = 0) -> np.ndarray:
+def hashes(n: int, seed: int = 0, copy_share: float = 0.05) -> np.ndarray:
+    """Random 64-bit hashes with `copy_share` of them exact or near copies (0-6 bits off) of others."""
     rng = np.random.default_rng(seed)
     h = rng.integers(0, 2**63, n, dtype=np.uint64) | (rng.integers(0, 2, n, dtype=np.uint64) << np.uint64(63))
-    src, dst = rng.choice(n, (2, n // 20), replace=False)
+    src, dst = rng.choice(n, (2, int(n * copy_share)), replace=False)
     for i, j in zip(src, dst):
         flips = rng.choice(64, rng.integers(0, 7), replace=False)
         h[j] = h[i] ^ np.uint64(sum(1 << int(f) for f in flips))

@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 
+from benchmarks.dedup import hashes
 from dermsynth.data.dedup import near_duplicate_pairs, near_duplicate_pairs_exhaustive
 from dermsynth.data.split import assign_splits, crossing_groups, group_ids
 
@@ -16,20 +17,9 @@ def test_near_duplicate_pairs_match_brute_force():
     assert got == want and {(10, 20), (30, 40)} <= got
 
 
-def _clustered_hashes(n, seed):
-    """Hashes with exact copies, near copies (1-6 bits off) and clusters, like a real archive."""
-    rng = np.random.default_rng(seed)
-    h = rng.integers(0, 2**63, n, dtype=np.uint64) | (rng.integers(0, 2, n, dtype=np.uint64) << np.uint64(63))
-    src, dst = rng.choice(n, (2, n // 10), replace=False)
-    for i, j in zip(src, dst):
-        flips = rng.choice(64, rng.integers(0, 7), replace=False)
-        h[j] = h[i] ^ np.uint64(sum(1 << int(f) for f in flips))
-    return h
-
-
 def test_multi_index_search_finds_exactly_the_exhaustive_pairs():
     for seed, d in ((0, 4), (1, 3), (2, 6)):
-        h = _clustered_hashes(6000, seed)  # above the size where the faiss path takes over
+        h = hashes(6000, seed, copy_share=0.1)  # above the size where the faiss path takes over
         fast, slow = near_duplicate_pairs(h, d, query_block=1000), near_duplicate_pairs_exhaustive(h, d)
         assert fast == sorted(slow) and len(fast) > 100, (seed, d)
 
