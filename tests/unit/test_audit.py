@@ -29,15 +29,17 @@ def test_planted_near_copy_is_flagged_and_unrelated_is_not(prepared_session):
     # a lightly modified training image: brighter, with sensor-like noise
     copy = np.clip(real[7].astype(int) + 4 + rng.normal(0, 2, real[7].shape), 0, 255).astype(np.uint8)
     unrelated = (rng.random(real[0].shape) * 255).astype(np.uint8)
-    other = real[12][::-1, ::-1].copy()  # a real lesion, but rotated 180 degrees: not a copy
+    root_, m = prepared_session
+    held_out = m[m.split != "train"]
+    # another lesion of another patient (the splits are grouped), not among the calibration images: not a copy
+    other = np.asarray(Image.open(root_ / held_out.path.iloc[30]).convert("RGB"))
     syn = np.stack([copy, unrelated, other])
     feat = PixelFeatures()
     emb = lambda a: feat(torch.from_numpy(a).permute(0, 3, 1, 2)).numpy()  # noqa: E731
     h = lambda a: np.array([phash64(x) for x in a], dtype=np.uint64)  # noqa: E731
     nn = nearest_real(emb(syn), emb(real), h(syn), h(real))
-    assert nn.nn_embedding[0] == 7 and nn.nn_phash[0] == 7 and nn.phash_distance[0] <= 2
-    root_, m = prepared_session
-    held = m[m.split != "train"].head(20)
+    assert nn.nn_embedding[0] == 7 and nn.nn_phash[0] == 7 and nn.phash_distance[0] <= 4  # within the split rule
+    held = held_out.head(20)
     held_px = np.stack([np.asarray(Image.open(root_ / p).convert("RGB")) for p in held.path])
     thr = heldout_threshold(emb(held_px), emb(real), quantile=0.05)
     assert nn.distance[0] < thr < nn.distance[1]
