@@ -12,7 +12,8 @@ A condition is (model, test set, metric, synthetic class mix, real fraction); wi
   report makes (the family: ratios x metrics x test sets x models x conditions).
 
 Runs from before `synthetic_class_mix` existed drew the synthetic part 50/50 and are labelled
-`balanced`. Writes reports/ratio_sweep.{md,csv,png} and reports/ratio_grid.{md,png}.
+`balanced`. Writes reports/ratio_sweep.{md,csv,png}, the per-run values it was computed from
+(reports/ratio_sweep_runs.csv) and reports/ratio_grid.{md,png}.
 """
 from __future__ import annotations
 
@@ -237,11 +238,12 @@ def write_report(runs: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
     if df.empty:
         raise ValueError("no evaluated runs in the MLflow experiment 'dermsynth' (run `dvc repro` or the sweep first)")
     s = summarise(df)
+    df.to_csv(out_dir / "ratio_sweep_runs.csv", index=False)  # the inputs: anyone can recompute the summary
     (out_dir / "ratio_sweep.md").write_text(markdown(df, s))
     s.round(6).to_csv(out_dir / "ratio_sweep.csv", index=False)
     plot_curves(s, out_dir / "ratio_sweep.png")
     t = grid(s)
     (out_dir / "ratio_grid.md").write_text("# Ratio x real fraction\n\nMean over replicates; columns: ratio.\n\n"
-                                           + t.round(3).to_markdown() + "\n")
+                                           + t.round(3).reset_index().to_markdown(index=False) + "\n")
     plot_grid(s, out_dir / "ratio_grid.png")
     return s

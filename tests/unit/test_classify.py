@@ -169,3 +169,23 @@ def test_training_is_reproducible(prepared_session, tmp_path):
         train_classifier(train, m[m.split == "val"], cfg, tmp_path / out, root=root)
     a, b = load_file(tmp_path / "a/model.safetensors"), load_file(tmp_path / "b/model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_committed_demo_study_is_what_the_report_computes_from_its_runs():
+    """reports/ratio_sweep.csv is summarise() of the committed per-run values (exported from MLflow by `dermsynth report`)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from dermsynth.report import summarise
+
+    rep = Path(__file__).resolve().parents[2] / "reports"
+    runs = pd.read_csv(rep / "ratio_sweep_runs.csv", dtype={"data_seed": str})
+    committed = pd.read_csv(rep / "ratio_sweep.csv")
+    again = summarise(runs).round(6)
+    assert len(again) == len(committed) and runs.run_id.nunique() >= 60
+    key = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction", "ratio"]
+    a, b = again.sort_values(key).reset_index(drop=True), committed.sort_values(key).reset_index(drop=True)
+    for col in ("mean", "ci95_low", "ci95_high", "delta", "p", "p_holm"):
+        assert np.allclose(a[col], b[col], atol=1e-6, equal_nan=True), col
+    assert set(committed.replicates) >= {3} and ((committed.ci95_low >= 0) | committed.ci95_low.isna()).all()
