@@ -21,7 +21,7 @@ PREDICTION_COLUMNS = ["image_id", "testset", "label", "score", "pred"]
 
 
 def split_test_sets(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """DESIGN.md: test rows of ISIC sources form the ISIC test set, those of ham10000 the HAM10000 one."""
+    """docs/contracts.md: test rows of ISIC sources form the ISIC test set, those of ham10000 the HAM10000 one."""
     test = manifest[manifest["split"] == "test"]
     sets = {"isic": test[test["source"] != "ham10000"], "ham10000": test[test["source"] == "ham10000"]}
     return {k: v for k, v in sets.items() if len(v)}
@@ -29,7 +29,7 @@ def split_test_sets(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def evaluate_model(model: torch.nn.Module, transform, manifest: pd.DataFrame, n_boot: int, seed: int,
                    root: str | Path = ".") -> tuple[pd.DataFrame, dict]:
-    """Predictions of every test image and the flat metrics dict (DESIGN.md keys)."""
+    """Predictions of every test image and the flat metrics dict (docs/contracts.md keys)."""
     val = manifest[manifest["split"] == "val"]
     y_val = (val["label"] == "malignant").astype(int).to_numpy()
     threshold = youden_threshold(y_val, predict(model, val, transform, root=root))

@@ -1,6 +1,6 @@
 """Test metrics of a binary malignant-vs-benign classifier, and their bootstrap intervals.
 
-Names follow DESIGN.md: accuracy, balanced_accuracy, sensitivity, specificity, f1, auc, pauc80.
+Names follow docs/contracts.md: accuracy, balanced_accuracy, sensitivity, specificity, f1, auc, pauc80.
 """
 from __future__ import annotations
 

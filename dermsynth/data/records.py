@@ -7,7 +7,7 @@ from pathlib import Path
 
 LABELS = ("benign", "malignant")
 
-# The fixed vocabulary of quarantine reasons (DESIGN.md, reports/quarantine.csv).
+# The fixed vocabulary of quarantine reasons (docs/contracts.md, reports/quarantine.csv).
 UNREADABLE = "unreadable"
 TRUNCATED = "truncated or corrupt"
 NOT_IMAGE = "not an image"

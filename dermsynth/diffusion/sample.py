@@ -79,7 +79,7 @@ def device_and_dtype(cfg: GenerateConfig) -> tuple[str, torch.dtype]:
 
 
 def plan(cfg: GenerateConfig, base_model: str, lora_dirs: dict[str, str], out_dir: str) -> pd.DataFrame:
-    """Every image to make, with everything needed to make it again (DESIGN.md metadata contract)."""
+    """Every image to make, with everything needed to make it again (metadata contract: docs/contracts.md)."""
     device, dtype = device_and_dtype(cfg)
     rows = []
     for ci, label in enumerate(cfg.classes):

@@ -89,7 +89,7 @@ def prepared_suite(manifest: pd.DataFrame, repo_root: Path, size: int, cfg: Qual
         Table("manifest", manifest, [
             gxe.ExpectTableColumnsToMatchSet(
                 column_set=["image_id", "source", "label", "lesion_id", "patient_id", "split", "path", "width", "height"],
-                exact_match=False, meta=_why("DESIGN.md manifest contract")),
+                exact_match=False, meta=_why("manifest contract (docs/contracts.md)")),
             *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("image_id", "source", "label", "split", "path")],
             gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(LABELS)),
             gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "val", "test"],
@@ -150,7 +150,7 @@ def synthetic_suite(metadata: pd.DataFrame, repo_root: Path, n_per_class: int, c
     expected_fraction = 1.0 / len(classes)
     return [
         Table("metadata", metadata, [
-            gxe.ExpectTableColumnsToMatchOrderedList(column_list=METADATA_COLUMNS, meta=_why("DESIGN.md contract")),
+            gxe.ExpectTableColumnsToMatchOrderedList(column_list=METADATA_COLUMNS, meta=_why("metadata contract (docs/contracts.md)")),
             gxe.ExpectColumnValuesToBeUnique(column="image_id"),
             gxe.ExpectColumnValuesToBeUnique(column="seed", meta=_why("one recorded seed per image")),
             gxe.ExpectColumnValuesToBeInSet(column="label", value_set=classes),
