@@ -1,13 +1,17 @@
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-import tempfile
-
-# Tests never touch the project's own FiftyOne database or MLflow store.
-os.environ.setdefault("FIFTYONE_DATABASE_DIR", tempfile.mkdtemp(prefix="dermsynth-fo-"))
+# Tests never touch the project's own FiftyOne database or MLflow store. The throw-away database
+# (~300 MB) is removed at exit; registered before FiftyOne is imported, so it runs after FiftyOne's
+# own exit handler has stopped mongod.
+if "FIFTYONE_DATABASE_DIR" not in os.environ:
+    os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="dermsynth-fo-")
+    atexit.register(shutil.rmtree, os.environ["FIFTYONE_DATABASE_DIR"], ignore_errors=True)
 
 from dermsynth.config import configure_environment  # noqa: E402
 
