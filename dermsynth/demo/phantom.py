@@ -101,6 +101,18 @@ def _draw_hairs(img: np.ndarray, count: int, rng: np.random.Generator) -> None:
         cv2.polylines(img, [pts], False, (shade, shade - 5, shade - 10), thick, cv2.LINE_AA)
 
 
+@dataclass(frozen=True)
+class Truth:
+    """What a photograph would be without its hairs, and where the hairs and the lesion are."""
+
+    hairless: np.ndarray  # RGB uint8, the same photograph (same lighting, optics, noise) without hair
+    hair: np.ndarray  # bool, pixels the hairs darken by at least HAIR_CONTRAST grey levels
+    lesion: np.ndarray  # bool, inside the lesion's border
+
+
+HAIR_CONTRAST = 10  # grey levels: five times the sensor noise's sigma, so a "hair pixel" is visible hair
+
+
 def render(
     lesion: Lesion,
     style: SourceStyle,
@@ -109,6 +121,20 @@ def render(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """One photograph of `lesion` as an RGB uint8 array of shape (height, width, 3)."""
+    return render_with_truth(lesion, style, width, height, rng, truth=False)[0]
+
+
+def render_with_truth(
+    lesion: Lesion,
+    style: SourceStyle,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    truth: bool = True,
+) -> tuple[np.ndarray, Truth | None]:
+    """`render`, and (truth=True) its hairless twin drawn from the same random draws.
+
+    The random stream is the same either way, so the versioned demo files do not depend on it."""
     h, w = height, width
     short = min(h, w)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -162,14 +188,31 @@ def render(
         y0 = int(h * rng.uniform(0.85, 0.95))
         for i in range(0, w, max(w // 30, 3)):
             cv2.line(img, (i, y0), (i, y0 + (6 if i % 5 == 0 else 3)), (30, 30, 30), 1)
-    hair = np.clip(img, 0, 255).astype(np.uint8)
+    clean = np.clip(img, 0, 255).astype(np.uint8)
+    hair = clean.copy()
     _draw_hairs(hair, int(rng.poisson(style.hair_mean)), rng)
-    img = hair.astype(np.float32)
-    img = cv2.GaussianBlur(img, (0, 0), style.blur)
-    # Vignetting: darker corners everywhere, and sometimes the dermoscope's black circular border.
+
+    # Optics, then vignetting: darker corners everywhere, sometimes the dermoscope's black border.
     rr = np.sqrt(((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2)
-    img *= (1 - 0.18 * np.clip(rr - 0.5, 0, None))[..., None]
+    shades = [(1 - 0.18 * np.clip(rr - 0.5, 0, None))[..., None]]
     if rng.random() < style.vignette_prob:
-        img *= (1 / (1 + np.exp((rr - 1.05) * 25)))[..., None]
-    img += rng.normal(0, 2.0, img.shape).astype(np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8)
+        shades.append((1 / (1 + np.exp((rr - 1.05) * 25)))[..., None])
+    noise = rng.normal(0, 2.0, (h, w, 3)).astype(np.float32)
+
+    def finish(a: np.ndarray) -> np.ndarray:
+        a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), style.blur)
+        for s in shades:  # one product at a time, as the versioned demo files were made
+            a *= s
+        return a
+
+    photo = finish(hair)
+    out = np.clip(photo + noise, 0, 255).astype(np.uint8)
+    if not truth:
+        return out, None
+    without = finish(clean)
+    gray = lambda a: a @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+    return out, Truth(
+        hairless=np.clip(without + noise, 0, 255).astype(np.uint8),
+        hair=gray(without) - gray(photo) >= HAIR_CONTRAST,
+        lesion=inside > 0.5,
+    )
