@@ -17,7 +17,7 @@ def build_from_outputs(params: dict, embeddings: np.ndarray | None = None, memor
     manifest = pd.read_csv(root / paths["prepared"] / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
     synthetic = pd.read_csv(root / paths["synthetic"] / "metadata.csv", keep_default_na=False)
     if embeddings is None and (audit_dir / "embeddings.npy").is_file():
-        embeddings = np.load(audit_dir / "embeddings.npy")
+        embeddings = np.load(audit_dir / "embeddings.npy", mmap_mode="r")  # read as the samples stream
     if memorization is None and (audit_dir / "memorization.csv").is_file():
         memorization = pd.read_csv(audit_dir / "memorization.csv")
     predictions = {}
