@@ -1,6 +1,7 @@
-"""Wall-clock timings of a stage, kept out of DVC-tracked outputs.
+"""Wall-clock timings of a stage (and other run state, such as the step a resumed run started
+from), kept out of DVC-tracked outputs.
 
-Timings differ from run to run; written into a tracked metrics file they would make a fresh
+They differ from run to run; written into a tracked metrics file they would make a fresh
 clone's `dvc repro` change `dvc.lock` and the committed reports. They go to
 `reports/timings/<stage>.json` instead, which neither DVC nor git tracks.
 """

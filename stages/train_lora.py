@@ -12,6 +12,7 @@ import torch
 from dermsynth.config import from_block, save_resolved
 from dermsynth.diffusion.lora import LoraTrainConfig, train_lora
 from dermsynth.diffusion.preview import lora_samples_grid
+from dermsynth.timings import write_timings
 from stages._common import main
 
 
@@ -36,10 +37,12 @@ def run(params: dict) -> None:
     pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}).to_csv(rep / "loss.csv", index=False)
     lora_samples_grid("models/base", out, cfg.instance_prompt.format(label=label), cfg.validation_images,
                       params["data_seed"], rep / "samples.png")
-    summary = {"label": label, "steps": res.steps, "resumed_from": res.resumed_from,
+    summary = {"label": label, "steps": res.steps,
                "final_loss": sum(res.losses[-20:]) / max(len(res.losses[-20:]), 1), "instance_images": len(paths)}
     (rep / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    # where this run started depends on .work/, not on the inputs: a log line, not a versioned output
+    write_timings(f"train_lora_{label}", {"resumed_from_step": res.resumed_from}, params["paths"]["reports"])
+    print(json.dumps({**summary, "resumed_from": res.resumed_from}, indent=2))
 
 
 if __name__ == "__main__":
