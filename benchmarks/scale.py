@@ -1,6 +1,6 @@
 """Peak memory and time per stage on N and 4N images of the scale profile, side by side.
 
-    python benchmarks/scale.py [--fraction 0.002] [--size 128] [--workers 0]
+    python benchmarks/scale.py [--fraction 0.002] [--size 128] [--workers 0] [--stages ingest,preprocess]
 
 Writes the scale profile (`dermsynth demo-data --scale F`, real image sizes) at F and 4F and runs,
 each stage in its own process so its peak RSS is its own: ingest, preprocess, dedup + split,
@@ -75,13 +75,13 @@ def child(stage: str, d: Path, size: int, workers: int) -> dict:
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)}
 
 
-def run_all(fraction: float, size: int, workers: int) -> tuple[int, dict]:
+def run_all(fraction: float, size: int, workers: int, stages: list[str]) -> tuple[int, dict]:
     from dermsynth.demo.layouts import write_demo
 
     d = Path(tempfile.mkdtemp(prefix=f"scale-{fraction}-"))
     write_demo(d / "raw", seed=0, defects=False, scale=fraction)
     out = {}
-    for stage in STAGES:
+    for stage in stages:
         p = subprocess.run([sys.executable, __file__, "--child", stage, "--dir", str(d), "--size", str(size),
                             "--workers", str(workers)], capture_output=True, text=True, cwd=d)
         if p.returncode != 0:
@@ -96,19 +96,23 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.002)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--stages", default=",".join(STAGES), help="the first k stages (each needs the ones before)")
     ap.add_argument("--child", default="")
     ap.add_argument("--dir", default="")
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(a.child, Path(a.dir), a.size, a.workers)))
         return
-    n1, r1 = run_all(a.fraction, a.size, a.workers)
-    n4, r4 = run_all(4 * a.fraction, a.size, a.workers)
+    stages = a.stages.split(",")
+    if stages != STAGES[: len(stages)]:
+        ap.error(f"--stages must be the first stages of {STAGES}, in order")
+    n1, r1 = run_all(a.fraction, a.size, a.workers, stages)
+    n4, r4 = run_all(4 * a.fraction, a.size, a.workers, stages)
     print(f"N = {n1} images, 4N = {n4} images (scale profile F = {a.fraction} and {4 * a.fraction}), output {a.size} px")
     print(f"{'stage':18s} {'s (N)':>8s} {'s (4N)':>8s} {'x':>6s} {'GB (N)':>7s} {'GB (4N)':>7s} {'x':>6s}  "
           + "  ".join(f"extrapolated to {k}: s, GB" for k in FULL))
     grow = math.log(n4 / n1)
-    for s in STAGES:
+    for s in stages:
         t1, t4, m1, m4 = r1[s]["seconds"], r4[s]["seconds"], r1[s]["peak_rss_gb"], r4[s]["peak_rss_gb"]
         bt, bm = math.log(max(t4, 1e-3) / max(t1, 1e-3)) / grow, math.log(m4 / m1) / grow
         ext = "  ".join(f"{t4 * (m / n4) ** max(bt, 0):>10.0f} s {m4 * (m / n4) ** max(bm, 0):>6.2f} GB" for m in FULL.values())

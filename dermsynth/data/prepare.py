@@ -10,7 +10,7 @@ import pandas as pd
 
 from dermsynth.data.dedup import near_duplicate_pairs, phash64
 from dermsynth.data.images import load_image
-from dermsynth.data.preprocess import PrepConfig, preprocess_image, remove_hair
+from dermsynth.data.preprocess import PrepConfig, preprocess_image, remove_hair, to_working
 from dermsynth.data.split import assign_splits, group_ids
 from dermsynth.parallel import pmap
 
@@ -19,7 +19,7 @@ PREPARED_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "s
 
 def _one(raw_root: Path, out_dir: Path, repo_root: Path, cfg: PrepConfig, row: tuple[str, str, str]) -> tuple[str, int]:
     source, image_id, file = row
-    img = preprocess_image(load_image(raw_root, file), cfg)
+    img = preprocess_image(load_image(raw_root, file, cfg.working_short), cfg)
     dst = out_dir / source / f"{image_id}.png"
     # PNG, not JPEG: lossless, and the same pixels give the same bytes (DVC hashes stay put).
     cv2.imwrite(str(dst), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
@@ -73,7 +73,7 @@ def example_grid(interim: pd.DataFrame, raw_root: Path, cfg: PrepConfig, n: int 
     pick = interim.sample(min(n, len(interim)), random_state=seed)
     rows = []
     for file in pick["file"]:
-        raw = load_image(raw_root, file)
+        raw = to_working(load_image(raw_root, file, cfg.working_short), cfg.working_short)
         h, w = raw.shape[:2]
         s = tile / max(h, w)
         fit = lambda im: cv2.copyMakeBorder(  # noqa: E731 - letterbox to a tile

@@ -21,6 +21,15 @@ class PrepConfig:
     inpaint_radius: int = 3
     center: bool = True
     margin: float = 0.25  # space around the lesion's bounding box, per side, as a fraction of it
+    # Work at `work_scale` x `size` on the short side (larger images are decoded at reduced scale and
+    # shrunk to it first); 0 = at the raw resolution. Hairs stay a few pixels wide there, and the crop
+    # (at least a quarter of the short side) still has size/2 px or more.
+    work_scale: int = 4
+
+    @property
+    def working_short(self) -> int:
+        """Short side of the working image in px (0: the raw resolution)."""
+        return self.work_scale * self.size if self.work_scale > 0 else 0
 
 
 def _odd(n: float) -> int:
@@ -103,8 +112,18 @@ def resize(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
+def to_working(img: np.ndarray, short: int) -> np.ndarray:
+    """`img` shrunk (area-averaged) to `short` px on its short side; unchanged if already no larger."""
+    h, w = img.shape[:2]
+    if not short or min(h, w) <= short:
+        return img
+    k = short / min(h, w)
+    return cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+
+
 def preprocess_image(img: np.ndarray, cfg: PrepConfig) -> np.ndarray:
-    """Raw RGB image -> `cfg.size` square RGB image."""
+    """Raw RGB image -> `cfg.size` square RGB image, all work done at the working resolution."""
+    img = to_working(img, cfg.working_short)
     if cfg.hair_removal:
         img = remove_hair(img, cfg.hair_kernel, cfg.hair_threshold, cfg.inpaint_radius)
     box = lesion_box(img) if cfg.center else None

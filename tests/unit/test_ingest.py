@@ -1,6 +1,7 @@
 """Ingest of each source layout and of every kind of bad input."""
 import io
 
+import cv2
 import h5py
 import numpy as np
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dermsynth.data import records as R
-from dermsynth.data.images import load_image
+from dermsynth.data.images import ImageProblem, decode, load_image
 from dermsynth.data.ingest import check_usable, detect_sources, ingest
 from dermsynth.data.records import IngestError, is_safe_id, safe_join
 
@@ -109,3 +110,48 @@ def test_safe_join_refuses_escape(tmp_path):
         safe_join(tmp_path, "../../etc/passwd")
     with pytest.raises(ValueError):
         load_image(tmp_path, "../outside.jpg")
+
+
+def _jpeg(img: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=90, **kw)
+    return buf.getvalue()
+
+
+def _big_photo(w=2048, h=1536, seed=0) -> np.ndarray:
+    from dermsynth.demo.phantom import STYLES, render, sample_lesion
+
+    rng = np.random.default_rng(seed)
+    small = render(sample_lesion("malignant", rng), STYLES["isic2020"], w // 4, h // 4, rng)
+    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    return np.clip(big + rng.normal(0, 3, big.shape), 0, 255).astype(np.uint8)
+
+
+def test_large_jpegs_decode_at_reduced_scale_within_psnr():
+    from dermsynth.data.preprocess import PrepConfig, preprocess_image
+
+    data = _jpeg(_big_photo())
+    cfg = PrepConfig(size=128, work_scale=2)  # working side 256: DCT scaling by 4 (512 x 384)
+    full, size_full = decode(data, "big.jpg")
+    small, size_small = decode(data, "big.jpg", cfg.working_short)
+    assert size_full == size_small == (2048, 1536)  # the manifest records the true size either way
+    assert small.shape == (384, 512, 3) and full.shape == (1536, 2048, 3)
+    a, b = preprocess_image(full, cfg), preprocess_image(small, cfg)
+    psnr = 10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2))
+    assert psnr >= 35, f"reduced decoding changed the output: {psnr:.1f} dB"
+
+
+def test_reduced_decoding_still_catches_truncation_and_reports_the_upright_size():
+    data = _jpeg(_big_photo(1024, 768))
+    with pytest.raises(ImageProblem) as e:
+        decode(data[: len(data) // 2], "cut.jpg", 64)
+    assert e.value.reason == R.TRUNCATED
+    rotated = _jpeg(_big_photo(1024, 768), exif=_orientation(6))
+    img, size = decode(rotated, "rot.jpg", 64)
+    assert size == (768, 1024) and img.shape[0] > img.shape[1]  # EXIF 6 turns it upright
+
+
+def _orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()

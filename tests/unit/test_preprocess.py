@@ -2,7 +2,10 @@
 import cv2
 import numpy as np
 
-from dermsynth.data.preprocess import PrepConfig, center_crop, hair_mask, lesion_box, preprocess_image, remove_hair
+from dermsynth.data.hair_score import score_hair_removal
+from dermsynth.data.preprocess import (PrepConfig, center_crop, hair_mask, lesion_box, preprocess_image, remove_hair,
+                                       to_working)
+from dermsynth.demo.phantom import STYLES, render, render_with_truth, sample_lesion
 
 SKIN = (215, 170, 150)
 
@@ -73,3 +76,34 @@ def test_preprocessing_is_deterministic_and_switchable():
     assert np.array_equal(a, b)
     plain = preprocess_image(img, PrepConfig(size=48, hair_removal=False, center=False))
     assert plain.shape == (48, 48, 3) and not np.array_equal(a, plain)
+
+
+def test_working_resolution_leaves_small_images_as_they_were():
+    # the demo's images are no larger than the working side: preprocessing them is unchanged
+    img = _lesion(_skin(seed=5), (120, 90), 35)
+    assert np.array_equal(preprocess_image(img, PrepConfig(size=64, work_scale=4)),  # works at 256 >= 200
+                          preprocess_image(img, PrepConfig(size=64, work_scale=0)))
+    assert not np.array_equal(preprocess_image(img, PrepConfig(size=64, work_scale=1)),
+                              preprocess_image(img, PrepConfig(size=64, work_scale=0)))
+    assert to_working(img, 400) is img
+    assert to_working(img, 100).shape == (100, 130, 3)  # area-shrunk, aspect kept, never enlarged
+
+
+def test_hair_removal_scored_against_phantoms_without_hair():
+    # every hair pixel is known on the phantoms; the score is what reports/preprocess/summary.json shows
+    on = score_hair_removal(PrepConfig(size=64, work_scale=4), n=6, size=(400, 300))
+    off = score_hair_removal(PrepConfig(size=64, hair_removal=False), n=6, size=(400, 300))
+    assert on["hair_pixels"] == off["hair_pixels"] > 100
+    assert off["removed"] < 0.05
+    assert on["removed"] >= 0.9 and on["removed_over_lesion"] >= 0.9
+    assert on["lesion_error"] < on["lesion_error_without_removal"]
+
+
+def test_phantom_truth_uses_the_same_random_draws():
+    # the versioned demo files come from `render`; asking for the hairless twin must not change them
+    lesion = sample_lesion("malignant", np.random.default_rng(0))
+    plain = render(lesion, STYLES["ham10000"], 160, 120, np.random.default_rng(1))
+    hairy, truth = render_with_truth(lesion, STYLES["ham10000"], 160, 120, np.random.default_rng(1))
+    assert np.array_equal(plain, hairy)
+    assert truth.hairless.shape == hairy.shape and truth.lesion.any()
+    assert (hairy[truth.hair].astype(int).sum(1) < truth.hairless[truth.hair].astype(int).sum(1)).all()
