@@ -30,6 +30,7 @@ from scipy import stats  # noqa: E402
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 
 from dermsynth.classify.metrics import METRICS  # noqa: E402
+from dermsynth.errors import UserValueError  # noqa: E402
 
 TESTSETS = ("isic", "ham10000")
 CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction"]
@@ -236,7 +237,7 @@ def write_report(runs: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
     out_dir.mkdir(parents=True, exist_ok=True)
     df = tidy(runs)
     if df.empty:
-        raise ValueError("no evaluated runs in the MLflow experiment 'dermsynth' (run `dvc repro` or the sweep first)")
+        raise UserValueError("no evaluated runs in the MLflow experiment 'dermsynth' (run `dvc repro` or the sweep first)")
     s = summarise(df)
     df.to_csv(out_dir / "ratio_sweep_runs.csv", index=False)  # the inputs: anyone can recompute the summary
     (out_dir / "ratio_sweep.md").write_text(markdown(df, s))

@@ -6,10 +6,13 @@ import sys
 from collections.abc import Callable
 
 from dermsynth.config import configure_environment, load_params
+from dermsynth.errors import UserError
 
 
 def main(run: Callable[[dict], None]) -> None:
-    """Run a stage; known failures print one clear message and exit 1 (DVC then stops)."""
+    """Run a stage on validated params; a user mistake prints one line and exits 1 (DVC then stops).
+
+    params.yaml is validated (dermsynth.params) before the stage deletes, writes or logs anything."""
     configure_environment()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -21,11 +24,14 @@ def main(run: Callable[[dict], None]) -> None:
     from transformers.utils import logging as tlogging
 
     tlogging.disable_progress_bar()
-    from dermsynth.data.records import IngestError
-    from dermsynth.quality.gate import QualityGateError
-
     try:
         run(load_params())
-    except (QualityGateError, IngestError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"\nERROR: {e}", file=sys.stderr)
-        sys.exit(1)
+    except UserError as e:  # the user's to fix: one line each; anything else is a bug and keeps its traceback
+        fail(e)
+
+
+def fail(e: Exception) -> None:
+    """Print a user error as `ERROR: ...` lines on stderr and exit 1."""
+    lines = str(e).splitlines() or [type(e).__name__]
+    print("\n" + "\n".join(f"ERROR: {line}" for line in lines), file=sys.stderr)
+    sys.exit(1)

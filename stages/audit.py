@@ -6,6 +6,7 @@ import pandas as pd
 from dermsynth.audit.run import PARAM_KEYS, AuditConfig, audit, near_copy_sheet, write_outputs
 from dermsynth.config import from_block
 from dermsynth.diffusion.preview import real_vs_synthetic
+from dermsynth.errors import UserError
 from dermsynth.timings import write_timings
 from stages._common import main
 
@@ -25,7 +26,7 @@ def run(params: dict) -> None:
     print(f"audit: {s['near_copies']} near-copies of {s['synthetic_images']} ({s['near_copy_rate']:.2%}); "
           f"FID all {s['fidelity']['all']['fid']:.2f} ({s['fidelity']['all']['fid_space']})")
     if s["near_copy_rate"] > cfg.max_near_copy_rate:
-        raise ValueError(f"{s['near_copies']} synthetic images ({s['near_copy_rate']:.1%}) are near-copies of real "
+        raise UserError(f"{s['near_copies']} synthetic images ({s['near_copy_rate']:.1%}) are near-copies of real "
                          f"training images, more than audit.max_near_copy_rate={cfg.max_near_copy_rate:.1%}; "
                          f"see {out / 'memorization.csv'} and {out / 'near_copies.png'}")
 

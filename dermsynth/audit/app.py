@@ -11,6 +11,8 @@ import signal
 import socket
 import threading
 
+from dermsynth.errors import UserError
+
 ADDRESS = "127.0.0.1"
 
 
@@ -24,10 +26,25 @@ def port_free(port: int, address: str = ADDRESS) -> bool:
     return True
 
 
+def wait_until_serving(port: int, seconds: float = 120, address: str = ADDRESS) -> bool:
+    """True once http://address:port/ answers, False after `seconds`."""
+    import time
+    import urllib.request
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            urllib.request.urlopen(f"http://{address}:{port}/", timeout=1)
+            return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
 def serve(dataset_name: str, port: int = 5151) -> None:
     """Serve `dataset_name` until SIGINT/SIGTERM; returns after the App and its database stopped."""
     if not port_free(port):
-        raise RuntimeError(f"port {port} on {ADDRESS} is already in use (another App?); choose one with --port")
+        raise UserError(f"port {port} on {ADDRESS} is already in use (another App?); choose one with --port")
     import fiftyone as fo
 
     ds = fo.load_dataset(dataset_name)

@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from dermsynth.classify.train import TrainConfig, load_classifier
+from dermsynth.errors import UserFileError
 
 
 class BackboneFeatures(torch.nn.Module):
@@ -57,7 +58,7 @@ def pretrained_embedder(name: str, weights: str | Path, img_size: int) -> torch.
 
     f = Path(weights)
     if not f.is_file():
-        raise FileNotFoundError(f"{f}: audit.features weights for {name} not found")
+        raise UserFileError(f"{f}: audit.features weights for {name} not found")
     kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(f.resolve())}, "num_classes": 0}
     try:  # ViTs take the input size (position embeddings are resampled); CNNs do not need it
         return timm.create_model(name, img_size=img_size, **kwargs)

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dermsynth.errors import UserValueError
+
+
 log = logging.getLogger(__name__)
 MIX_COLUMNS = ["image_id", "path", "label", "origin"]
 
@@ -59,7 +62,7 @@ def _plan_counts(real_counts: pd.Series, ratio: float, cfg: MixConfig) -> tuple[
     """
     n = int(real_counts.sum())
     if cfg.mode == "add" and ratio >= 1.0:
-        raise ValueError("ratio=1 in 'add' mode would need infinitely many synthetic images; use fixed_size")
+        raise UserValueError("ratio=1 in 'add' mode would need infinitely many synthetic images; use fixed_size")
     per_real = ratio if cfg.mode == "fixed_size" else ratio / (1.0 - ratio)  # synthetic per real image
     if cfg.synthetic_class_mix == "match_real":
         syn = (real_counts * per_real).round().astype(int)
@@ -76,7 +79,7 @@ def subsample_groups(real: pd.DataFrame, fraction: float, rng: np.random.Generat
     if fraction >= 1.0:
         return real
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"real_fraction must be in (0, 1], got {fraction}")
+        raise UserValueError(f"real_fraction must be in (0, 1], got {fraction}")
     key = real["group"] if "group" in real else real.get("lesion_id", real["image_id"])
     key = key.where(key.astype(str) != "", real["image_id"]).astype(str)
     keep = []
@@ -101,18 +104,18 @@ def downsample_negatives(real: pd.DataFrame, neg_pos_ratio: float, rng: np.rando
 def mix(real: pd.DataFrame, synthetic: pd.DataFrame, ratio: float, cfg: MixConfig, seed: int) -> tuple[pd.DataFrame, dict]:
     """The training table (image_id, path, label, origin) and its counts."""
     if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+        raise UserValueError(f"ratio must be in [0, 1], got {ratio}")
     if cfg.mode not in ("fixed_size", "add"):
-        raise ValueError(f"unknown mixing mode {cfg.mode!r}; use fixed_size or add")
+        raise UserValueError(f"unknown mixing mode {cfg.mode!r}; use fixed_size or add")
     if cfg.synthetic_class_mix not in ("match_real", "balanced"):
-        raise ValueError(f"unknown synthetic_class_mix {cfg.synthetic_class_mix!r}; use match_real or balanced")
+        raise UserValueError(f"unknown synthetic_class_mix {cfg.synthetic_class_mix!r}; use match_real or balanced")
     rng = np.random.default_rng(seed)
     real = subsample_groups(real, cfg.real_fraction, rng)
     real = downsample_negatives(real, cfg.neg_pos_ratio, rng)
     labels = sorted(set(real["label"]) | set(synthetic["label"]))
     n_real, n_syn = _plan_counts(real["label"].value_counts().reindex(labels, fill_value=0), ratio, cfg)
     if n_syn.sum() > 0 and len(synthetic) == 0:
-        raise ValueError(f"ratio={ratio} needs synthetic images but the synthetic set is empty")
+        raise UserValueError(f"ratio={ratio} needs synthetic images but the synthetic set is empty")
     part_real = pd.concat([_take(real[real.label == lab], int(k), rng) for lab, k in n_real.items()])
     parts_syn = [_take(synthetic[synthetic.label == lab], int(k), rng) for lab, k in n_syn.items()]
     short = [(lab, int(k), len(p)) for (lab, k), p in zip(n_syn.items(), parts_syn) if len(p) < k]

@@ -7,6 +7,8 @@ from pathlib import Path
 import timm
 import torch
 
+from dermsynth.errors import UserFileError
+
 log = logging.getLogger(__name__)
 
 
@@ -21,7 +23,7 @@ def create_classifier(name: str, img_size: int, pretrained_file: str = "", drop_
     if pretrained_file:
         f = Path(pretrained_file)
         if not f.is_file():
-            raise FileNotFoundError(f"{f}: pretrained weights for {name} not found")
+            raise UserFileError(f"{f}: pretrained weights for {name} not found")
         kwargs |= {"pretrained": True, "pretrained_cfg_overlay": {"file": str(f.resolve())}}
     try:  # transformers (ViT, DeiT, BEiT, EVA, Swin) take the input size; CNNs do not need it
         model = timm.create_model(name, img_size=img_size, **kwargs)

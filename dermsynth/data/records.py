@@ -5,6 +5,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dermsynth.errors import UserError, UserValueError
+
 LABELS = ("benign", "malignant")
 
 # The fixed vocabulary of quarantine reasons (docs/contracts.md, reports/quarantine.csv).
@@ -25,7 +27,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 
-class IngestError(RuntimeError):
+class IngestError(UserError, RuntimeError):
     """A source cannot be read at all (its metadata file is missing columns or unparsable)."""
 
 
@@ -68,7 +70,7 @@ def safe_join(root: Path, name: str) -> Path:
     root = root.resolve()
     p = (root / name).resolve()
     if p != root and root not in p.parents:
-        raise ValueError(f"{name!r} escapes {root}")
+        raise UserValueError(f"{name!r} escapes {root}")
     return p
 
 

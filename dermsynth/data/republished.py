@@ -14,6 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dermsynth.data.dedup import UnionFind
+from dermsynth.errors import UserValueError
 
 DEFAULT_PRIORITY = ("ham10000", "isic2019", "isic2020", "isic2024")
 DUPLICATES_COLUMNS = ["source", "image_id", "kept_source", "kept_id", "kind"]
@@ -35,7 +36,7 @@ def collapse(manifest: pd.DataFrame, priority: list[str] | tuple[str, ...] = DEF
     `listed_pairs` holds (source, image_id_1, image_id_2) from duplicate lists."""
     unknown = sorted(set(manifest["source"]) - set(priority))
     if unknown:
-        raise ValueError(f"ingest.source_priority {list(priority)} does not name the source(s) {unknown}")
+        raise UserValueError(f"ingest.source_priority {list(priority)} does not name the source(s) {unknown}")
     m = manifest.reset_index(drop=True)
     uf = UnionFind(len(m))
     _link(uf, m["image_id"].astype(str))

@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from dermsynth.data.dedup import UnionFind
+from dermsynth.errors import UserValueError
 
 
 def group_ids(df: pd.DataFrame, dup_pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -32,7 +33,7 @@ def _one_fold(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> 
     n_splits = max(2, int(round(1 / fraction)))
     n_splits = min(n_splits, len(np.unique(groups)))
     if n_splits < 2:
-        raise ValueError("too few groups to split; need at least 2 independent lesions")
+        raise UserValueError("too few groups to split; need at least 2 independent lesions")
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, held = next(cv.split(np.zeros(len(y)), y, groups))
     mask = np.zeros(len(y), bool)

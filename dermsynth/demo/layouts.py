@@ -17,6 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from dermsynth.demo.phantom import STYLES, Lesion, render, sample_lesion
+from dermsynth.errors import UserValueError
 
 HAM_MALIGNANT_DX = ["mel", "bcc", "akiec"]
 HAM_BENIGN_DX = ["nv", "bkl", "df", "vasc"]
@@ -57,7 +58,7 @@ ISIC2020_DUPLICATE_SHARE = 425 / 33_126  # pairs in ISIC_2020_Training_Duplicate
 def scale_specs(fraction: float, sources: tuple[str, ...] = tuple(REAL_ARCHIVES)) -> dict[str, DemoSpec]:
     """The archives at their real image sizes and `fraction` of their real counts (1 = full size)."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"--scale must be in (0, 1], got {fraction}")
+        raise UserValueError(f"--scale must be in (0, 1], got {fraction}")
     out = {}
     for name in sources:
         images, photos, malignant, size = REAL_ARCHIVES[name]

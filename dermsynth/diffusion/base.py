@@ -11,10 +11,12 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
+from dermsynth.errors import UserError
+
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 
 
-class BaseModelError(RuntimeError):
+class BaseModelError(UserError, RuntimeError):
     pass
 
 

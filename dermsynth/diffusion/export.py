@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dermsynth.diffusion.lora import LORA_WEIGHTS
+from dermsynth.errors import UserFileError, UserValueError
 from dermsynth.files import canonicalise_safetensors
 
 
@@ -23,7 +24,7 @@ def read_lora(lora: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     f = Path(lora)
     f = f / LORA_WEIGHTS if f.is_dir() else f
     if not f.is_file():
-        raise FileNotFoundError(f"{f}: no LoRA weights")
+        raise UserFileError(f"{f}: no LoRA weights")
     with safe_open(f, "pt") as sf:
         tensors = {k: sf.get_tensor(k) for k in sf.keys()}
         meta = json.loads((sf.metadata() or {}).get("lora_adapter_metadata", "{}"))
@@ -49,7 +50,7 @@ def export_a1111(lora: str | Path, out_file: str | Path) -> Path:
     """Write `out_file` (.safetensors) that AUTOMATIC1111 and ComfyUI load as a LoRA."""
     out = Path(out_file)
     if out.suffix != ".safetensors":
-        raise ValueError(f"{out}: A1111/ComfyUI LoRAs are .safetensors files")
+        raise UserValueError(f"{out}: A1111/ComfyUI LoRAs are .safetensors files")
     kohya, info = to_kohya(lora)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in kohya.items()}, out, metadata=info)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.lora import dir_fingerprint, fingerprint
+from dermsynth.errors import UserValueError
 
 METADATA_COLUMNS = ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora",
                     "base_model", "path", "device", "dtype"]
@@ -59,7 +60,7 @@ class GenerateConfig:
 def make_scheduler(name: str, base_config: dict):
     """A diffusers scheduler of the named family, on the base model's noise schedule."""
     if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)}")
+        raise UserValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)}")
     extra = {"skip_prk_steps": True} if name == "plms" else {}  # PLMS = PNDM without Runge-Kutta warm-up
     return SAMPLERS[name].from_config(base_config, **extra)
 
@@ -110,7 +111,7 @@ def _dtype(name: str) -> torch.dtype:
     if name == "auto":
         return torch.float16 if torch.cuda.is_available() else torch.float32
     if name not in DTYPES:
-        raise ValueError(f"generate.dtype: unknown dtype {name!r}; use auto, fp16, bf16 or fp32")
+        raise UserValueError(f"generate.dtype: unknown dtype {name!r}; use auto, fp16, bf16 or fp32")
     return DTYPES[name]
 
 
@@ -250,7 +251,7 @@ def regenerate(row: dict | pd.Series, repo_root: str | Path = ".", threads: int 
     repo_root = Path(repo_root)
     device = str(row.get("device") or "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{row['image_id']} was made on cuda in {row.get('dtype')}; its bytes come back only on a "
+        raise UserValueError(f"{row['image_id']} was made on cuda in {row.get('dtype')}; its bytes come back only on a "
                          "CUDA machine (on this one the same seed gives a similar, not identical, image)")
     if device == "cpu" and threads > 0:
         torch.set_num_threads(threads)

@@ -13,6 +13,9 @@ import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import save_file
 
+from dermsynth.errors import UserValueError
+
+
 _UNET_TOP = {  # diffusers name -> LDM name
     "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
     "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
@@ -103,5 +106,5 @@ def save_single_file(pipe: StableDiffusionPipeline, path: str | Path) -> Path:
     elif path.suffix == ".ckpt":
         torch.save({"state_dict": sd}, path)
     else:
-        raise ValueError(f"{path}: use .safetensors or .ckpt")
+        raise UserValueError(f"{path}: use .safetensors or .ckpt")
     return path

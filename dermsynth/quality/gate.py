@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from dermsynth.errors import UserError
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 log = logging.getLogger(__name__)
 
 
-class QualityGateError(RuntimeError):
+class QualityGateError(UserError, RuntimeError):
     pass
 
 
