@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from dermsynth.config import configure_environment
+from dermsynth.errors import UserError
 
 
 def _demo_data(args: argparse.Namespace) -> None:
@@ -42,10 +43,47 @@ def _app(args: argparse.Namespace) -> None:
     serve(args.dataset, args.port)
 
 
+def _mlflow(args: argparse.Namespace) -> None:
+    import subprocess
+
+    from dermsynth import tracking
+    from dermsynth.audit.app import ADDRESS, port_free
+
+    if not port_free(args.port):
+        raise UserError(f"port {args.port} on {ADDRESS} is already in use; choose one with --port")
+    # MLflow 3 opens every experiment on its GenAI page unless told otherwise (a per-browser toggle):
+    # this link lands on the runs table
+    url = f"http://{ADDRESS}:{args.port}/#/experiments/{tracking.experiment_id()}?workflowType=machine_learning"
+    print(f"MLflow UI on the dermsynth runs: {url}  - Ctrl-C to stop", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "mlflow", "ui", "--host", ADDRESS, "--port", str(args.port),
+                        "--backend-store-uri", tracking.tracking_uri()], check=False)
+    except KeyboardInterrupt:  # the server got the same Ctrl-C and stops on its own
+        pass
+
+
+def _check(args: argparse.Namespace) -> None:
+    from dermsynth.check import check
+
+    rep = check(args.params)
+    print(f"dermsynth check {args.params}\n{rep.table()}")
+    if rep.problems:
+        raise ParamsCheckFailed(rep.problems)
+    print("ok: ready for `dvc repro`")
+
+
+class ParamsCheckFailed(UserError):
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> None:
     configure_environment()
     parser = argparse.ArgumentParser(prog="dermsynth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("check", help="validate a params file and what it names (data, models, weights, disk)")
+    p.add_argument("params", nargs="?", default="params.yaml")
+    p.set_defaults(fn=_check)
     p = sub.add_parser("demo-data", help="write the procedural demo set in HAM10000/ISIC layouts")
     p.add_argument("--out", default="data/raw")
     p.add_argument("--seed", type=int, default=0)
@@ -62,13 +100,21 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("report", help="ratio study from MLflow: reports/ratio_sweep.{md,png,csv}")
     p.add_argument("--out", default="reports")
     p.set_defaults(fn=_report)
+    p = sub.add_parser("mlflow", help="the MLflow UI (127.0.0.1) on the project's runs, offline")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(fn=_mlflow)
     p = sub.add_parser("app", help="open the FiftyOne App (127.0.0.1) on the real vs synthetic dataset")
     p.add_argument("--port", type=int, default=5151)
     p.add_argument("--dataset", default="dermsynth")
     p.add_argument("--rebuild", action="store_true", help="rebuild the dataset from the outputs first")
     p.set_defaults(fn=_app)
     args = parser.parse_args(argv)
-    args.fn(args)
+    try:
+        args.fn(args)
+    except UserError as e:  # the user's to fix: `ERROR: ...` lines, exit 1; a bug keeps its traceback
+        lines = str(e).splitlines() or [type(e).__name__]
+        print("\n".join(f"ERROR: {line}" for line in lines), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,17 @@ T = TypeVar("T")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+    """params.yaml validated against the schema (dermsynth.params): every key present, or ParamsError."""
+    from dermsynth.params import ParamsError, validate
+
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ParamsError([f"{path}: no such parameters file"]) from None
+    except yaml.YAMLError as e:
+        raise ParamsError([f"{path}: not valid YAML: {' '.join(str(e).split())}"]) from None
+    return validate(raw, str(path))
 
 
 def from_block(cls: type[T], block: dict[str, Any]) -> T:

@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.audit.features import build_feature_model
+from dermsynth.params import check_model_names
 from stages._common import main
 
 
 def run(params: dict) -> None:
+    check_model_names(params)
     a = params["audit"]
     manifest = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
     conf = build_feature_model(manifest, "models/audit_features", a["feature_model"],

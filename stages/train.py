@@ -12,6 +12,7 @@ from dermsynth.classify.mixing import MixConfig, mix
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
+from dermsynth.params import check_model_names
 from dermsynth.tracking import MODEL_TAG, model_digest, start_run
 from stages._common import main
 
@@ -20,6 +21,7 @@ def run(params: dict) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     name = ap.parse_args().model
+    check_model_names(params)  # before the training set is written or an MLflow run opened
     t = dict(params["train"])
     mix_cfg = from_block(MixConfig, {**t.pop("mixing"), "real_fraction": float(t.pop("real_fraction", 1.0))})
     overrides = t.pop("overrides", {}).get(name, {})

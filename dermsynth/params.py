@@ -1,0 +1,344 @@
+"""The typed schema of params.yaml: every block, its types, ranges, allowed values and defaults.
+
+This is the single source of the defaults (the shipped params.yaml holds exactly these values; a
+test keeps them equal) and of what each key means. `validate` turns a loaded params.yaml into the
+plain dict the stages read, with every key present, or raises `ParamsError` with one line per
+problem: `<full.key.path>: <problem> (got <value>)`.
+
+YAML quirks handled here: PyYAML reads `1e-4` as the string '1e-4' (YAML 1.1 wants `1.0e-4`);
+number fields accept it. Strings are never booleans: `"false"` is refused, not read as true.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError,
+                      model_validator)
+from pydantic_core import PydanticCustomError
+
+from dermsynth.errors import UserError
+
+SOURCES = ("ham10000", "isic2019", "isic2020", "isic2024")
+CLASSES = ("benign", "malignant")
+SAMPLER_NAMES = ("euler", "euler_a", "plms")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "piecewise_constant")
+
+Bool = StrictBool
+Str = StrictStr
+PosInt = Annotated[int, Field(gt=0)]
+Count = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Positive = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Workers = Annotated[int, Field(ge=0, description="processes or threads; 0 = all cores")]
+
+
+def _existing_file(path: str) -> str:
+    if path and not Path(path).is_file():
+        raise PydanticCustomError("no_such_file", "no such file")
+    return path
+
+
+LocalFile = Annotated[StrictStr, AfterValidator(_existing_file)]  # "" = none
+
+
+class ParamsError(UserError):
+    """params.yaml does not validate; the message is one `key: problem` line per mistake."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class Block(BaseModel):
+    # unknown keys are typos until proven otherwise; defaults are validated like given values
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Paths(Block):
+    raw: Str = "data/raw"
+    interim: Str = "data/interim"
+    prepared: Str = "data/prepared"
+    reports: Str = "reports"
+    synthetic: Str = "data/synthetic"
+    work: Str = Field(".work", description="resumable in-progress state (LoRA checkpoints, generated chunks)")
+
+
+class Ingest(Block):
+    min_size: PosInt = Field(64, description="raw images with a shorter side are quarantined as too small")
+    max_quarantine_fraction: Fraction = 0.25
+    workers: Workers = 0
+    source_priority: list[Literal[SOURCES]] = Field(list(SOURCES), min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        if len(set(self.source_priority)) != len(self.source_priority):
+            raise ValueError("source_priority: names a source twice")
+        return self
+
+
+class Prepare(Block):
+    size: Annotated[int, Field(ge=16, multiple_of=8)] = Field(64, description="output side in px (paper: 512)")
+    hair_removal: Bool = True
+    hair_kernel: Annotated[float, Field(gt=0, le=0.5)] = 0.04
+    hair_threshold: Annotated[int, Field(ge=1, le=255)] = 10
+    inpaint_radius: PosInt = 3
+    work_scale: Count = 4
+    center: Bool = True
+    margin: NonNeg = 0.25
+    phash_distance: Annotated[int, Field(ge=0, le=64)] = 4
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    workers: Workers = 0
+
+    @model_validator(mode="after")
+    def _fractions(self):
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(f"val_fraction + test_fraction: must leave a training split "
+                             f"(got {self.val_fraction} + {self.test_fraction})")
+        return self
+
+
+class Quality(Block):
+    min_raw_size: PosInt = 64
+    min_minority_fraction: Fraction = 0.1
+    min_split_rows: Count = 10
+    min_pixel_std: NonNeg = 2.0
+    min_pixel_mean: NonNeg = 8.0
+
+
+class Pretrain(Block):
+    vae_steps: Count = 300
+    vae_lr: Positive = 0.002
+    vae_crop: Count = 0
+    kl_weight: NonNeg = 1.0e-6
+    unet_steps: Count = 1500
+    unet_lr: Positive = 0.001
+    batch_size: PosInt = 32
+    cond_dropout: Fraction = 0.1
+
+
+class BaseModelParams(Block):
+    name: Str = Field("tiny", description="tiny | a local diffusers SD1.5 directory | a local .safetensors/.ckpt")
+    config: Str = ""
+    threads: Count = 2
+    pretrain: Pretrain = Pretrain()
+
+    @model_validator(mode="after")
+    def _local(self):
+        if self.name != "tiny" and not Path(self.name).exists():
+            raise ValueError(f"name: {self.name!r} is neither 'tiny' nor an existing local path "
+                             "(a diffusers directory or a .safetensors/.ckpt file)")
+        if self.name != "tiny" and Path(self.name).is_file():
+            if Path(self.name).suffix not in (".safetensors", ".ckpt"):
+                raise ValueError(f"name: {self.name!r} is a file but not a .safetensors or .ckpt checkpoint")
+            if not self.config:
+                raise ValueError("config: a single-file checkpoint needs base_model.config, a local diffusers "
+                                 "directory with the SD1.5 configs and tokenizer")
+        if self.config and not Path(self.config).is_dir():
+            raise ValueError(f"config: {self.config!r} is not an existing directory")
+        return self
+
+
+class Lora(Block):
+    instance_prompt: Str = "a dermoscopic image of sks {label} lesion"
+    class_prompt: Str = "a dermoscopic image of a skin lesion"
+    prior_preservation: Bool = False
+    prior_loss_weight: NonNeg = 1.0
+    num_class_images: PosInt = 32
+    rank: PosInt = 8
+    alpha: PosInt = 16
+    target_modules: list[Str] = Field(["to_q", "to_k", "to_v", "to_out.0"], min_length=1)
+    train_text_encoder: Bool = False
+    text_encoder_target_modules: list[Str] = Field(["q_proj", "k_proj", "v_proj", "out_proj"], min_length=1)
+    learning_rate: Positive = 0.001
+    lr_scheduler: Literal[SCHEDULERS] = "constant_with_warmup"
+    lr_warmup_steps: Count = 20
+    adam_weight_decay: NonNeg = 0.01
+    max_grad_norm: Positive = 1.0
+    epochs: PosInt = 120
+    max_steps: Count = Field(400, description="> 0 overrides epochs")
+    batch_size: PosInt = 16
+    gradient_accumulation_steps: PosInt = 1
+    gradient_checkpointing: Bool = False
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    checkpoint_every: PosInt = 100
+    keep_checkpoints: PosInt = 2
+    flip_augment: Bool = True
+    validation_images: Count = 8
+    threads: Count = 2
+
+
+class Generate(Block):
+    n_per_class: PosInt = 3000
+    classes: list[Literal[CLASSES]] = Field(list(CLASSES), min_length=1)
+    samplers: list[Literal[SAMPLER_NAMES]] = Field(list(SAMPLER_NAMES), min_length=1)
+    steps_min: PosInt = 20
+    steps_max: PosInt = 26
+    guidance_scale: NonNeg = 7.0
+    prompt: Str = "a dermoscopic image of sks {label} lesion"
+    negative_prompt: Str = ""
+    batch_size: PosInt = 160
+    threads: Count = 2
+    dtype: Literal["auto", "fp16", "bf16", "fp32", "float16", "bfloat16", "float32"] = "auto"
+    channels_last: Bool = True
+    compile: Bool = False
+    max_reseeds: Count = 3
+
+    @model_validator(mode="after")
+    def _steps(self):
+        if self.steps_min > self.steps_max:
+            raise ValueError(f"steps_min: larger than steps_max ({self.steps_min} > {self.steps_max})")
+        return self
+
+
+class Mixing(Block):
+    mode: Literal["fixed_size", "add"] = "fixed_size"
+    neg_pos_ratio: NonNeg = 0.0
+    synthetic_class_mix: Literal["match_real", "balanced"] = "match_real"
+
+
+class ModelTrain(Block):
+    """The training keys one model can override in `train.overrides.<model>`."""
+
+    img_size: Count = 0
+    epochs: PosInt = 12
+    batch_size: PosInt = 32
+    lr: Positive = 0.001
+    min_lr: NonNeg = 1.0e-5
+    weight_decay: NonNeg = 0.05
+    warmup_epochs: NonNeg = 1.0
+    drop_rate: Fraction = 0.1
+    pretrained_file: LocalFile = ""
+    balanced_batches: Bool = True
+    hflip: Fraction = 0.5
+    vflip: Fraction = 0.5
+    color_jitter: NonNeg = 0.1
+    scale_min: Annotated[float, Field(gt=0, le=1)] = 0.8
+    early_stopping_patience: PosInt = 4
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    threads: Count = 2
+    workers: Count = 0
+
+
+
+class Override(ModelTrain):
+    # every key optional: only what is given replaces the train block's value
+    model_config = ConfigDict(extra="forbid", validate_default=False)
+
+
+class Train(ModelTrain):
+    models: list[Str] = Field(["vit_tiny_patch16_224", "mobilenetv2_100"], min_length=1)
+    mixing: Mixing = Mixing()
+    real_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # one entry per model, `{}` for none: each model's DVC stage tracks only its own entry
+    overrides: dict[Str, Override] = Field({"vit_tiny_patch16_224": {}, "mobilenetv2_100": {}})
+
+    @model_validator(mode="after")
+    def _overrides(self):
+        stray = sorted(set(self.overrides) - set(self.models))
+        if stray:
+            raise ValueError(f"overrides: {stray} not in train.models {self.models}")
+        missing = [m for m in self.models if m not in self.overrides]
+        if missing:
+            raise ValueError(f"overrides: no entry for {missing}; add `{missing[0]}: {{}}` (each model's stage "
+                             "tracks its own entry, so one model's change re-runs only that model)")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError("models: names a model twice")
+        return self
+
+
+class Evaluate(Block):
+    bootstrap: Count = Field(1000, description="resamples for the 95% confidence intervals")
+    gradcam_images: PosInt = Field(8, description="per model: a quarter per (test set, class), at least one each")
+
+
+class Audit(Block):
+    features: LocalFile = ""
+    feature_model: Str = "vit_tiny_patch16_224"
+    feature_img_size: Count = 0
+    feature_epochs: PosInt = 12
+    heldout_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    phash_max: Annotated[int, Field(ge=0, le=64)] = 4
+    max_near_copy_rate: Fraction = 0.05
+    knn_k: PosInt = 5
+    kid_subset: PosInt = 100
+    near_copy_pairs: Count = 12
+    visualization: Literal["pca", "tsne"] = "pca"
+    workers: Workers = 0
+
+
+
+class Params(Block):
+    seed: Count = 42
+    data_seed: Count = 42
+    ratio: Fraction = 0.5
+    paths: Paths = Paths()
+    ingest: Ingest = Ingest()
+    prepare: Prepare = Prepare()
+    quality: Quality = Quality()
+    base_model: BaseModelParams = BaseModelParams()
+    lora: Lora = Lora()
+    generate: Generate = Generate()
+    train: Train = Train()
+    evaluate: Evaluate = Evaluate()
+    audit: Audit = Audit()
+
+
+def _line(err: dict, known: dict[tuple, list[str]]) -> str:
+    loc = tuple(str(p) for p in err["loc"])
+    key = ".".join(loc)
+    given = err.get("input")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        near = difflib.get_close_matches(loc[-1], known.get(loc[:-1], []), n=1)
+        return f"{key}: unknown key" + (f"; did you mean '{near[0]}'?" if near else
+                                        f" (known: {', '.join(known.get(loc[:-1], []))})")
+    if kind == "value_error":  # our validators: "<subkey>: problem", already naming the value
+        sub, _, msg = str(err["ctx"]["error"]).partition(": ")
+        return f"{key + '.' if key else ''}{sub}: {msg}"
+    msg = err["msg"]
+    if kind == "bool_type" and isinstance(given, str):
+        msg += f"; write {given.strip().lower()} without quotes" if given.strip().lower() in ("true", "false") else ""
+    if kind == "literal_error":
+        msg = msg.replace("Input should be", "must be")
+    return f"{key}: {msg} (got {given!r})"
+
+
+def _known_keys(model: type[BaseModel], prefix: tuple = ()) -> dict[tuple, list[str]]:
+    out = {prefix: list(model.model_fields)}
+    for name, f in model.model_fields.items():
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+            out |= _known_keys(f.annotation, prefix + (name,))
+    return out
+
+
+def validate(raw: dict[str, Any] | None, where: str = "params.yaml") -> dict[str, Any]:
+    """The validated parameters as a plain dict with every key present; ParamsError otherwise."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError([f"{where}: must be a mapping of blocks (got {type(raw).__name__})"])
+    try:
+        p = Params.model_validate(raw or {})
+    except ValidationError as e:
+        known = _known_keys(Params)
+        raise ParamsError([_line(err, known) for err in e.errors(include_url=False)]) from None
+    out = p.model_dump(mode="python")
+    # an override replaces only the keys it gives
+    out["train"]["overrides"] = {m: o.model_dump(exclude_unset=True) for m, o in p.train.overrides.items()}
+    return out
+
+
+def check_model_names(params: dict[str, Any]) -> None:
+    """timm must know every classifier and the audit embedder (imports timm: ~1 s)."""
+    import timm
+
+    bad = [(f"train.models[{i}]", m) for i, m in enumerate(params["train"]["models"]) if not timm.is_model(m)]
+    if not timm.is_model(params["audit"]["feature_model"]):
+        bad.append(("audit.feature_model", params["audit"]["feature_model"]))
+    if bad:
+        raise ParamsError([f"{k}: timm has no model {m!r}" + (
+            f"; did you mean {difflib.get_close_matches(m, timm.list_models(), n=1)[0]!r}?"
+            if difflib.get_close_matches(m, timm.list_models(), n=1) else "") for k, m in bad])
