@@ -25,7 +25,6 @@ def run(params: dict) -> None:
     torch.manual_seed(params["data_seed"])
     if torch.get_num_threads() > 1 and p.get("threads"):
         torch.set_num_threads(p["threads"])
-    shutil.rmtree(OUT, ignore_errors=True)
     report = {"name": p["name"]}
     if p["name"] == "tiny":
         tiny = TinyConfig(image_size=params["prepare"]["size"], seed=params["data_seed"])
@@ -42,10 +41,12 @@ def run(params: dict) -> None:
     else:
         pipe = load_pipeline(p["name"], p.get("config") or None)
         resolved = {"source": p["name"], "config": p.get("config")}
+    shutil.rmtree(OUT, ignore_errors=True)  # only once the new model is in hand: a failed load keeps the old one
     pipe.save_pretrained(OUT, safe_serialization=True)
     save_resolved(resolved, OUT / "dermsynth_config.json")
-    Path("reports/base_model").mkdir(parents=True, exist_ok=True)
-    Path("reports/base_model/summary.json").write_text(json.dumps(report, indent=2) + "\n")
+    rep = Path(params["paths"]["reports"]) / "base_model"
+    rep.mkdir(parents=True, exist_ok=True)
+    (rep / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

@@ -31,7 +31,8 @@ def run(params: dict) -> None:
     roc_table(pred).to_csv(rep / "plots" / slug / "roc.csv", index=False)
     png = rep / "plots" / slug / "roc_confusion.png"
     plot_roc_and_confusion(pred, metrics, name, png)
-    sample = pd.concat([g.groupby("label").head(e["gradcam_images"] // 4) for g in split_test_sets(manifest).values()])
+    per_cell = max(1, e["gradcam_images"] // 4)  # a quarter per (test set, class), at least one of each
+    sample = pd.concat([g.groupby("label").head(per_cell) for g in split_test_sets(manifest).values()])
     gradcam_grid(model, t_eval, sample, rep / "plots" / slug / "gradcam.png")
     run_id = find_model_run(mdir)
     if run_id is None:  # the model came from a DVC cache whose MLflow runs are elsewhere: a run of its own

@@ -21,7 +21,7 @@ def run(params: dict) -> None:
     summary = generate(cfg, "models/base", loras, out, Path(params["paths"]["work"]))
     write_timings("generate", summary.pop("timings"), params["paths"]["reports"])
     save_resolved(cfg, out / "config.json")
-    rep = Path("reports/generate")
+    rep = Path(params["paths"]["reports"]) / "generate"
     rep.mkdir(parents=True, exist_ok=True)
     (rep / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     real = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv")

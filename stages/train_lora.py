@@ -32,7 +32,7 @@ def run(params: dict) -> None:
     out = Path("models/lora") / label
     res = train_lora("models/base", paths, label, out, Path(params["paths"]["work"]) / "lora", cfg)
     save_resolved({**vars(cfg), "label": label, "instance_images": len(paths)}, out / "dermsynth_config.json")
-    rep = Path("reports/lora") / label
+    rep = Path(params["paths"]["reports"]) / "lora" / label
     rep.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}).to_csv(rep / "loss.csv", index=False)
     lora_samples_grid("models/base", out, cfg.instance_prompt.format(label=label), cfg.validation_images,

@@ -44,7 +44,7 @@ class TrainConfig:
     color_jitter: float = 0.1
     scale_min: float = 0.8  # RandomResizedCrop scale range (0.8, 1.0)
     early_stopping_patience: int = 4  # epochs without a better validation AUROC
-    mixed_precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    mixed_precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU; no | bf16 | fp16 (with loss scaling)
     threads: int = 2
     workers: int = 0
     seed: int = 0
@@ -91,6 +91,13 @@ def predict(model: torch.nn.Module, df: pd.DataFrame, transform, batch_size: int
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
+def amp_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `train.mixed_precision` on `device` (None = full fp32)."""
+    if mixed_precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
+
+
 def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
                      on_epoch: Callable[[int, dict], None] | None = None, root: str | Path = ".") -> dict:
     """Train, keep the best epoch by validation AUROC in `out_dir/model.safetensors`; returns a summary."""
@@ -121,7 +128,8 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = CosineLRScheduler(opt, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr, warmup_t=int(cfg.warmup_epochs * steps),
                               warmup_lr_init=cfg.lr * 0.01, t_in_epochs=False)
-    amp = dev.type == "cuda" and cfg.mixed_precision in ("auto", "bf16")
+    amp = amp_dtype(cfg.mixed_precision, dev)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)  # fp16 gradients underflow unscaled
     y_val = (val_df["label"] == "malignant").astype(int).to_numpy()
     best, best_epoch, history, seen, t0 = -math.inf, -1, [], 0, time.perf_counter()
     for epoch in range(cfg.epochs):
@@ -130,11 +138,12 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
         bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", mininterval=2.0, leave=False)
         for x, y in bar:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step_update(epoch * steps + len(losses) + 1)
             losses.append(loss.item())
             seen += len(x)

@@ -2,10 +2,13 @@
 import json
 import re
 import shutil
+import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from dermsynth.classify.metrics import METRICS
 from tests.e2e.conftest import CI_PARAMS, run
@@ -131,6 +134,25 @@ def test_failed_gate_stops_repro(clone, repro):
         assert "minority_fraction" in p.stderr + p.stdout
     finally:
         (clone / "params.yaml").write_text(params)
+
+
+def test_prior_preservation_runs_on_the_demo(clone, repro):
+    """DreamBooth's prior preservation through the stage, at reduced steps: class images are rendered
+    into .work and trained on beside the instance images (they were once opened relative to /)."""
+    params = (clone / "params.yaml").read_text()
+    p = yaml.safe_load(params)
+    p["lora"].update(prior_preservation=True, num_class_images=4, max_steps=4, checkpoint_every=2)
+    try:
+        (clone / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        run([sys.executable, "-m", "stages.train_lora", "--label", "malignant"], clone)
+        summary = json.loads((clone / "reports/lora/malignant/summary.json").read_text())
+        assert summary["steps"] == 4 and np.isfinite(summary["final_loss"])
+        assert len(list((clone / ".work/lora").glob("malignant-*/class_images/*.png"))) == 4
+    finally:  # put the pipeline's own outputs back for the tests after this one
+        (clone / "params.yaml").write_text(params)
+        run(["git", "checkout", "--", "reports/lora"], clone)
+        run(["dvc", "checkout", "-f", "train_lora@malignant"], clone)
+        assert run(["dvc", "status", "train_lora@malignant"], clone).stdout.strip().endswith("up to date.")
 
 
 def test_exp_run_at_075_keeps_equal_synthetic_shares(clone, repro):

@@ -9,7 +9,7 @@ import torch
 from dermsynth.classify.evaluate import PREDICTION_COLUMNS, evaluate_model, gradcam_grid, split_test_sets
 from dermsynth.classify.metrics import METRICS
 from dermsynth.classify.models import create_classifier, gradcam_target_layer
-from dermsynth.classify.train import TrainConfig, load_classifier, train_classifier, transforms
+from dermsynth.classify.train import TrainConfig, amp_dtype, load_classifier, train_classifier, transforms
 from dermsynth import tracking
 
 
@@ -85,6 +85,20 @@ def test_default_tracking_store_is_under_the_dvc_root(tmp_path, monkeypatch):
 
     exp = mlflow.get_experiment_by_name("dermsynth")
     assert exp.artifact_location == (tmp_path / "mlruns").as_uri()
+    # `mlflow ui` opens a model-development experiment on its runs, not on the empty GenAI traces page
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_mixed_precision_is_what_was_asked(prepared_session, tmp_path):
+    cpu = torch.device("cpu")
+    assert amp_dtype("auto", cpu) is None and amp_dtype("no", cpu) is None
+    assert amp_dtype("fp16", cpu) == torch.float16 and amp_dtype("bf16", cpu) == torch.bfloat16
+    assert amp_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    root, m = prepared_session  # fp16 with loss scaling trains (it used to run fp32 silently)
+    cfg = TrainConfig(model="resnet18", img_size=32, epochs=1, batch_size=16, threads=2, seed=0, mixed_precision="fp16")
+    summary = train_classifier(m[m.split == "train"].assign(origin="real"), m[m.split == "val"], cfg, tmp_path / "c",
+                               root=root)
+    assert summary["epochs_run"] == 1
 
 
 def test_vit_gradcam(prepared_session, tmp_path):
