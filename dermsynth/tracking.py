@@ -38,15 +38,22 @@ def _mlflow():
     return mlflow
 
 
+# MLflow 3 opens an experiment without this tag on its (empty) GenAI traces page; tagged as model
+# development, `mlflow ui` lands on the runs table
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(name: str = EXPERIMENT) -> str:
     mlflow = _mlflow()
     exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        location = (repo_root() / "mlruns").as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    if exp is None:
+        location = None
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            location = (repo_root() / "mlruns").as_uri()
+        return mlflow.create_experiment(name, artifact_location=location, tags={KIND_TAG: KIND})
+    if exp.tags.get(KIND_TAG) != KIND:  # made before the tag was set
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
+    return exp.experiment_id
 
 
 def _git_commit() -> str:
