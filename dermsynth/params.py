@@ -187,6 +187,8 @@ class Generate(Block):
     channels_last: Bool = True
     compile: Bool = False
     max_reseeds: Count = 3
+    processes: PosInt = Field(1, description="> 1: the stage runs under `accelerate launch` (one per GPU, or CPU "
+                                             "processes); every image is the same for any number")
 
     @model_validator(mode="after")
     def _steps(self):

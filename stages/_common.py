@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -35,3 +37,21 @@ def fail(e: Exception) -> None:
     lines = str(e).splitlines() or [type(e).__name__]
     print("\n" + "\n".join(f"ERROR: {line}" for line in lines), file=sys.stderr)
     sys.exit(1)
+
+
+def under_launcher() -> bool:
+    """True inside `accelerate launch` (it sets the torch.distributed environment)."""
+    return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def relaunch(module: str, processes: int) -> None:
+    """Run `python -m module` (same arguments) again as `processes` processes under `accelerate
+    launch`: one per GPU, or CPU processes talking over gloo when there is no GPU."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    # torchrun's launcher in both cases: on a machine without CUDA the processes join over gloo
+    # (the stages open PartialState/Accelerator with cpu=True there); accelerate's --cpu would start one
+    cmd += ["--multi_gpu"]
+    code = subprocess.run(cmd + ["-m", module, *sys.argv[1:]]).returncode
+    if code:
+        sys.exit(code)  # the processes printed their own errors

@@ -31,6 +31,8 @@ def run(params: dict) -> None:
     paths = m.loc[(m.split == "train") & (m.label == label), "path"].tolist()
     out = Path("models/lora") / label
     res = train_lora("models/base", paths, label, out, Path(params["paths"]["work"]) / "lora", cfg)
+    if not res.is_main:  # `accelerate launch`: the main process alone writes the outputs and draws samples
+        return
     save_resolved({**vars(cfg), "label": label, "instance_images": len(paths)}, out / "dermsynth_config.json")
     rep = Path(params["paths"]["reports"]) / "lora" / label
     rep.mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,7 @@ class LoraResult:
     steps: int
     losses: list[float] = field(default_factory=list)
     resumed_from: int = 0
+    is_main: bool = True  # under several processes only the main one exports and writes reports
 
 
 def fingerprint(*parts: object) -> str:
@@ -233,7 +234,8 @@ def train_lora(
 
     `stop_after` ends the run early after that many steps (tests use it to simulate a crash).
     """
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision),
+    # cpu=True without CUDA: under `accelerate launch` the processes then join over gloo
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available(),
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     work = Path(work_root) / f"{label}-{fingerprint(asdict(cfg), dir_fingerprint(Path(base_dir)), sorted(instance_paths))}"
     work.mkdir(parents=True, exist_ok=True)
@@ -260,7 +262,7 @@ def train_lora(
     losses = _train_steps(models, inst, cls, cfg, accelerator, optimizer, lr_sched, range(start, end), total, losses,
                           work, label)
     accelerator.wait_for_everyone()
-    result = LoraResult(Path(out_dir), end, losses, resumed_from=start)
+    result = LoraResult(Path(out_dir), end, losses, resumed_from=start, is_main=accelerator.is_main_process)
     if end < total:
         return result  # stopped early on purpose: no final export
     if accelerator.is_main_process:
@@ -268,6 +270,8 @@ def train_lora(
                     accelerator.unwrap_model(models.text_encoder) if models.text_encoder is not None else None)
         last = _checkpoints(work)[-1]
         shutil.copytree(last, Path(out_dir) / "checkpoints" / last.name, dirs_exist_ok=True)
+    # no rank returns (and goes on to read the LoRA) before the main process has written it
+    accelerator.wait_for_everyone()
     return result
 
 

@@ -115,9 +115,12 @@ def _dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def prepare_pipeline(base_dir: str | Path, lora_dir: str | Path | None, cfg: GenerateConfig) -> StableDiffusionPipeline:
-    device, dtype = device_and_dtype(cfg)
-    if device == "cpu" and cfg.threads > 0:
+def prepare_pipeline(base_dir: str | Path, lora_dir: str | Path | None, cfg: GenerateConfig,
+                     device: str | torch.device | None = None) -> StableDiffusionPipeline:
+    """The pipeline on `device` (default: CUDA if present; under several processes, the rank's own)."""
+    kind, dtype = device_and_dtype(cfg)
+    device = device or kind
+    if kind == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     pipe = load_pipeline(base_dir, dtype=dtype)
     if lora_dir:
@@ -182,9 +185,16 @@ def _save_png(arr: np.ndarray, dst: Path) -> None:
 
 
 def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_dir: str | Path,
-             work_root: str | Path, repo_root: str | Path = ".", stop_after_chunks: int | None = None) -> dict:
-    """Make (or finish making) the synthetic set; returns a summary with the measured images/s."""
+             work_root: str | Path, repo_root: str | Path = ".", stop_after_chunks: int | None = None,
+             state=None) -> dict:
+    """Make (or finish making) the synthetic set; returns a summary with the measured images/s.
+
+    `state`: an accelerate PartialState under `accelerate launch`. Each process renders every
+    num_processes-th chunk of the fixed chunk plan on its own device (per-image seeds, so the bytes
+    are those of a one-process run), then the main process alone publishes the set."""
     repo_root, out_dir = Path(repo_root), Path(out_dir)
+    rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
+    main = rank == 0
     rel_out = os.path.relpath(out_dir.resolve(), repo_root.resolve())
     df = plan(cfg, base_dir, lora_dirs, rel_out)
     key = fingerprint(asdict(cfg), dir_fingerprint(repo_root / base_dir),
@@ -193,14 +203,18 @@ def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_
     df["work_path"] = [str(work / "images" / lab / f"{iid}.png") for lab, iid in zip(df.label, df.image_id)]
     for label in cfg.classes:
         (work / "images" / label).mkdir(parents=True, exist_ok=True)
-    todo = df[[not Path(p).is_file() for p in df.work_path]]
+    mine = set(list(dict.fromkeys(df.chunk))[rank::world])
+    ours = df[df.chunk.isin(mine)]
+    todo = ours[[not Path(p).is_file() for p in ours.work_path]]
     made, chunks_done, t0 = 0, 0, time.perf_counter()
-    bar = tqdm(total=len(df), initial=len(df) - len(todo), desc="generate", unit="img", mininterval=2.0)
+    bar = tqdm(total=len(ours), initial=len(ours) - len(todo), desc=f"generate [{rank + 1}/{world}]" if world > 1
+               else "generate", unit="img", mininterval=2.0, disable=not main)
+    device = state.device if state is not None and state.device.type == "cuda" else None
     for label in cfg.classes:
         chunks = todo[todo.label == label].groupby("chunk", sort=False)
         if len(todo[todo.label == label]) == 0:
             continue
-        pipe = prepare_pipeline(repo_root / base_dir, repo_root / lora_dirs[label], cfg)
+        pipe = prepare_pipeline(repo_root / base_dir, repo_root / lora_dirs[label], cfg, device)
         base_sched = dict(pipe.scheduler.config)
         for _, missing in chunks:
             # regenerate the whole chunk, so the batch (and thus every byte) is what it always is
@@ -221,6 +235,10 @@ def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_
         del pipe
     bar.close()
     elapsed = time.perf_counter() - t0
+    if state is not None:
+        state.wait_for_everyone()  # every chunk is on disk before the set is published
+    if not main:
+        return {"rank": rank, "generated_now": made}
     # Publish: the DVC output holds exactly the planned images and their metadata.
     shutil.rmtree(out_dir, ignore_errors=True)
     for label in cfg.classes:
@@ -235,7 +253,8 @@ def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_
     return {"images": len(df), "reseeded": int(len(retries)),
             "unrecovered": int((~retries.recovered.astype(bool)).sum()),
             "per_class": df.groupby("label").size().to_dict(), "per_sampler": df.groupby("sampler").size().to_dict(),
-            "timings": {"generated_now": made, "seconds": round(elapsed, 1),
+            # with several processes: what the main process made, and how fast
+            "timings": {"processes": world, "generated_now": made, "seconds": round(elapsed, 1),
                         "images_per_second": round(made / elapsed, 2) if made else None}}
 
 
@@ -251,8 +270,8 @@ def regenerate(row: dict | pd.Series, repo_root: str | Path = ".", threads: int 
     repo_root = Path(repo_root)
     device = str(row.get("device") or "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise UserValueError(f"{row['image_id']} was made on cuda in {row.get('dtype')}; its bytes come back only on a "
-                         "CUDA machine (on this one the same seed gives a similar, not identical, image)")
+        raise UserValueError(f"{row['image_id']} was made on cuda in {row.get('dtype')}; its bytes come back only "
+                             "on a CUDA machine (on this one the same seed gives a similar, not identical, image)")
     if device == "cpu" and threads > 0:
         torch.set_num_threads(threads)
     pipe = StableDiffusionPipeline.from_pretrained(repo_root / row["base_model"], safety_checker=None,
