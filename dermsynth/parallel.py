@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -12,14 +13,37 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def n_workers(requested: int) -> int:
-    """0 means every core this process may use."""
-    if requested > 0:
-        return requested
+def cores() -> int:
+    """The cores this process may use."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def concurrent_experiments(cwd: Path | None = None) -> int:
+    """How many DVC experiments run side by side here: a queued experiment (`dvc queue start -j N`) works
+    in its own temporary clone, `<repo>/.dvc/tmp/exps/tmpXXXX`, which lives only while it runs; 1 outside
+    a queue."""
+    here = (cwd or Path.cwd()).resolve()
+    exps = here.parent
+    if not (here.name.startswith("tmp") and exps.name == "exps" and exps.parent.name == "tmp"):
+        return 1
+    return max(1, sum(1 for d in exps.iterdir() if d.is_dir() and d.name.startswith("tmp")))
+
+
+def n_workers(requested: int) -> int:
+    """0 means every core this process may use, shared with the experiments running beside it."""
+    if requested > 0:
+        return requested
+    return max(1, cores() // concurrent_experiments())
+
+
+def torch_threads(requested: int) -> int:
+    """Intra-op threads of one stage: `requested` (0 = all cores) divided among the queued experiments
+    running at once, so that N workers on the same cores do not oversubscribe them (OpenMP threads that
+    outnumber the cores spin and wait on each other)."""
+    return max(1, (requested or cores()) // concurrent_experiments())
 
 
 def _init_worker() -> None:

@@ -238,9 +238,17 @@ class Train(ModelTrain):
     real_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     # one entry per model, `{}` for none: each model's DVC stage tracks only its own entry
     overrides: dict[Str, Override] = Field({"vit_tiny_patch16_224": {}, "mobilenetv2_100": {}})
+    processes: PosInt = Field(1, description="> 1: each model trains under `accelerate launch` (DDP, one process "
+                                             "per GPU, or CPU processes); batch_size stays the global batch")
 
     @model_validator(mode="after")
     def _overrides(self):
+        sizes = [("batch_size", self.batch_size)] + [(f"overrides.{m}.batch_size", o.batch_size)
+                                                     for m, o in self.overrides.items() if "batch_size" in o.model_fields_set]
+        for where, size in sizes:
+            if size % self.processes:
+                raise ValueError(f"{where}: {size} is the global batch and must divide evenly between "
+                                 f"processes={self.processes}")
         stray = sorted(set(self.overrides) - set(self.models))
         if stray:
             raise ValueError(f"overrides: {stray} not in train.models {self.models}")

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable
 
 from dermsynth.config import configure_environment, load_params
-from dermsynth.errors import UserError
+from dermsynth.errors import UserError, UserValueError
+from dermsynth.parallel import concurrent_experiments, torch_threads
 
 
 def main(run: Callable[[dict], None]) -> None:
@@ -26,10 +27,24 @@ def main(run: Callable[[dict], None]) -> None:
     from transformers.utils import logging as tlogging
 
     tlogging.disable_progress_bar()
+    share_cores_with_queue()
     try:
         run(load_params())
     except UserError as e:  # the user's to fix: one line each; anything else is a bug and keeps its traceback
         fail(e)
+
+
+def share_cores_with_queue() -> None:
+    """In a queued experiment beside others (`dvc queue start -j N`), libraries default to every core:
+    give torch and OpenCV this experiment's share instead (the stages' own `threads` are divided too)."""
+    n = concurrent_experiments()
+    if n == 1:
+        return
+    threads = torch_threads(0)
+    for name in ("torch", "cv2"):
+        if name in sys.modules:
+            getattr(sys.modules[name], "set_num_threads" if name == "torch" else "setNumThreads")(threads)
+    logging.getLogger("dermsynth").info("queued experiment beside %d other(s): %d thread(s)", n - 1, threads)
 
 
 def fail(e: Exception) -> None:
@@ -44,9 +59,14 @@ def under_launcher() -> bool:
     return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
-def relaunch(module: str, processes: int) -> None:
+def relaunch(module: str, processes: int, key: str) -> None:
     """Run `python -m module` (same arguments) again as `processes` processes under `accelerate
     launch`: one per GPU, or CPU processes talking over gloo when there is no GPU."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if gpus and processes > gpus:
+        raise UserValueError(f"{key}: {processes} processes but {gpus} GPU(s) here; use at most one per GPU")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     # torchrun's launcher in both cases: on a machine without CUDA the processes join over gloo

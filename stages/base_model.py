@@ -15,6 +15,7 @@ from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.data import load_images
 from dermsynth.diffusion.pretrain import PretrainConfig, pretrain_unet, pretrain_vae
 from dermsynth.diffusion.tiny import TinyConfig, build_tiny_pipeline
+from dermsynth.parallel import torch_threads
 from stages._common import main
 
 OUT = Path("models/base")
@@ -24,7 +25,7 @@ def run(params: dict) -> None:
     p = params["base_model"]
     torch.manual_seed(params["data_seed"])
     if torch.get_num_threads() > 1 and p.get("threads"):
-        torch.set_num_threads(p["threads"])
+        torch.set_num_threads(torch_threads(p["threads"]))
     report = {"name": p["name"]}
     if p["name"] == "tiny":
         tiny = TinyConfig(image_size=params["prepare"]["size"], seed=params["data_seed"])

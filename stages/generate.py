@@ -17,7 +17,7 @@ def run(params: dict) -> None:
     block = {**params["generate"], "seed": params["data_seed"]}
     processes = block.pop("processes")  # how, not what: the images are the same for any number
     if processes > 1 and not under_launcher():
-        return relaunch("stages.generate", processes)
+        return relaunch("stages.generate", processes, "generate.processes")
     for k in ("classes", "samplers"):
         block[k] = tuple(block[k])
     cfg = from_block(GenerateConfig, block)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import torch
+from accelerate import PartialState
 
 from dermsynth.classify.mixing import MixConfig, mix
 from dermsynth.classify.models import model_slug
@@ -14,7 +16,7 @@ from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
 from dermsynth.params import check_model_names
 from dermsynth.tracking import MODEL_TAG, model_digest, start_run
-from stages._common import main
+from stages._common import main, relaunch, under_launcher
 
 
 def run(params: dict) -> None:
@@ -23,6 +25,10 @@ def run(params: dict) -> None:
     name = ap.parse_args().model
     check_model_names(params)  # before the training set is written or an MLflow run opened
     t = dict(params["train"])
+    processes = t.pop("processes")
+    if processes > 1 and not under_launcher():
+        return relaunch("stages.train", processes, "train.processes")
+    state = PartialState(cpu=not torch.cuda.is_available()) if under_launcher() else None
     mix_cfg = from_block(MixConfig, {**t.pop("mixing"), "real_fraction": float(t.pop("real_fraction", 1.0))})
     overrides = t.pop("overrides", {}).get(name, {})
     t.pop("models")
@@ -33,18 +39,24 @@ def run(params: dict) -> None:
     synthetic = pd.read_csv(Path(params["paths"]["synthetic"]) / "metadata.csv", keep_default_na=False)
     train_df, counts = mix(manifest[manifest.split == "train"], synthetic, ratio, mix_cfg, params["seed"])
     out = Path("models/classifiers") / model_slug(name)
+    val_df = manifest[manifest.split == "val"]
+    if state is not None and not state.is_main_process:  # DDP peer: trains its slice; files and MLflow are the main's
+        train_classifier(train_df, val_df, cfg, out, state=state)
+        return
     out.mkdir(parents=True, exist_ok=True)
     train_df.to_csv(out / "training_set.csv", index=False)
     print(f"training set (ratio={ratio}, {mix_cfg.mode}): " + json.dumps(counts))
+    if state is not None:
+        print(f"DDP over {state.num_processes} processes ({state.device.type}), global batch {cfg.batch_size}")
     # the per-class counts are params too: they say what the run was, and the report reads them
     run_params = {"ratio": ratio, "model": name, "seed": params["seed"], "data_seed": params["data_seed"],
                   "real_fraction": mix_cfg.real_fraction, "synthetic_class_mix": mix_cfg.synthetic_class_mix,
-                  "mixing": vars(mix_cfg), "counts": counts, **vars(cfg)}
+                  "mixing": vars(mix_cfg), "counts": counts, "processes": processes, **vars(cfg)}
     run_name = f"{name} ratio={ratio} seed={params['seed']}" + (
         f" real_fraction={mix_cfg.real_fraction}" if mix_cfg.real_fraction < 1 else "")
     with start_run(run_name, run_params) as (mlflow, active):
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
-        summary = train_classifier(train_df, manifest[manifest.split == "val"], cfg, out,
+        summary = train_classifier(train_df, val_df, cfg, out, state=state,
                                    on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch))
         mlflow.log_metrics({"best_val_auc": summary["best_val_auc"], "train_images_per_second": summary["images_per_second"],
                             "train_seconds": summary["seconds"]})

@@ -12,6 +12,7 @@ import torch
 from dermsynth.config import from_block, save_resolved
 from dermsynth.diffusion.lora import LoraTrainConfig, train_lora
 from dermsynth.diffusion.preview import lora_samples_grid
+from dermsynth.parallel import torch_threads
 from dermsynth.timings import write_timings
 from stages._common import main
 
@@ -23,7 +24,7 @@ def run(params: dict) -> None:
     block = dict(params["lora"])
     threads = block.pop("threads", 0)
     if threads and not torch.cuda.is_available():
-        torch.set_num_threads(threads)
+        torch.set_num_threads(torch_threads(threads))
     block["target_modules"] = tuple(block["target_modules"])
     block["text_encoder_target_modules"] = tuple(block["text_encoder_target_modules"])
     cfg = from_block(LoraTrainConfig, {**block, "seed": params["data_seed"]})

@@ -13,15 +13,20 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from accelerate import PartialState
+from accelerate.data_loader import BatchSamplerShard
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from timm.data import create_transform, resolve_data_config
 from timm.scheduler import CosineLRScheduler
-from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from dermsynth.classify.metrics import binary_metrics, youden_threshold
 from dermsynth.classify.models import create_classifier
+from dermsynth.errors import UserValueError
+from dermsynth.parallel import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -98,33 +103,79 @@ def amp_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | None:
     return {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
 
 
-def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
-                     on_epoch: Callable[[int, dict], None] | None = None, root: str | Path = ".") -> dict:
-    """Train, keep the best epoch by validation AUROC in `out_dir/model.safetensors`; returns a summary."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = _device()
-    if dev.type == "cpu" and cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    # timm's RandomResizedCrop draws from Python's `random`, the rest from torch: seed all three
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model = create_classifier(cfg.model, cfg.img_size, cfg.pretrained_file, cfg.drop_rate).to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    t_train, t_eval = transforms(model, cfg)
-    data = ImageTable(train_df, t_train, root)
-    g = torch.Generator().manual_seed(cfg.seed)
+def _batches(data: ImageTable, cfg: TrainConfig, g: torch.Generator, world: int, rank: int) -> BatchSampler:
+    """The global batches of one process; with several, each takes its slice of every global batch, so
+    N processes see the same images per step as one process with the same `batch_size`."""
     if cfg.balanced_batches:
         counts = np.bincount(data.y, minlength=2).astype(float)
         w = 1.0 / np.maximum(counts, 1)[data.y]
         sampler = WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(data), replacement=True, generator=g)
     else:
         sampler = RandomSampler(data, generator=g)
-    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=len(data) > cfg.batch_size,
+    batches = BatchSampler(sampler, cfg.batch_size, drop_last=len(data) > cfg.batch_size)
+    if world == 1:
+        return batches
+    if cfg.batch_size % world:
+        raise UserValueError(f"train.batch_size: {cfg.batch_size} is the global batch and must divide evenly "
+                             f"between train.processes={world} processes")
+    return BatchSamplerShard(batches, world, rank, split_batches=True)
+
+
+def _distributed(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
+    """DDP over the processes of `accelerate launch` (gradients averaged = the global batch's mean loss)."""
+    if dev.type == "cuda":  # SyncBatchNorm is CUDA-only: on CPU (gloo) BatchNorm sees each process's slice
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+def _agree(value: float, state: PartialState | None) -> float:
+    """The main process's value on every process (the early-stopping decision must be the same everywhere)."""
+    if state is None or state.num_processes == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _mean(value: float, world: int, dev: torch.device) -> float:
+    """The mean of `value` over all processes (each one's mean loss over its slice: the global batch's)."""
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=dev)  # NCCL reduces only tensors on the GPU
+    torch.distributed.all_reduce(t)
+    return float(t.item()) / world
+
+
+def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
+                     on_epoch: Callable[[int, dict], None] | None = None, root: str | Path = ".",
+                     state: PartialState | None = None) -> dict:
+    """Train, keep the best epoch by validation AUROC in `out_dir/model.safetensors`; returns a summary.
+
+    With `state` from `accelerate launch` (several processes), training runs under DDP: each process
+    takes a slice of every global batch; the main process validates, saves and calls `on_epoch`.
+    """
+    world, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
+    is_main = rank == 0
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = state.device if state is not None else _device()
+    if dev.type == "cpu" and cfg.threads > 0:
+        # `threads` is the budget of all processes together (and of the queued experiments beside this one)
+        torch.set_num_threads(max(1, torch_threads(cfg.threads) // world))
+    # timm's RandomResizedCrop draws from Python's `random`, the rest from torch: seed all three
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    net = create_classifier(cfg.model, cfg.img_size, cfg.pretrained_file, cfg.drop_rate).to(dev)
+    if dev.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    t_train, t_eval = transforms(net, cfg)
+    data = ImageTable(train_df, t_train, root)
+    g = torch.Generator().manual_seed(cfg.seed)  # the same on every process: one global sequence of batches
+    loader = DataLoader(data, batch_sampler=_batches(data, cfg, g, world, rank), num_workers=cfg.workers,
                         generator=g, persistent_workers=cfg.workers > 0)
     steps = max(len(loader), 1)
+    model = _distributed(net, dev) if world > 1 else net
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = CosineLRScheduler(opt, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr, warmup_t=int(cfg.warmup_epochs * steps),
                               warmup_lr_init=cfg.lr * 0.01, t_in_epochs=False)
@@ -146,27 +197,33 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
             scaler.update()
             sched.step_update(epoch * steps + len(losses) + 1)
             losses.append(loss.item())
-            seen += len(x)
+            seen += len(x) * world
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}",
                             refresh=False)
-        scores = predict(model, val_df, t_eval, root=root)
-        thr = youden_threshold(y_val, scores)
-        val = binary_metrics(y_val, scores, thr)
-        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_auc": val["auc"],
-               "val_balanced_accuracy": val["balanced_accuracy"], "lr": opt.param_groups[0]["lr"],
-               "images_per_second": seen / (time.perf_counter() - t0)}
-        history.append(row)
-        log.info("epoch %d: loss %.4f val auc %.4f bal.acc %.4f (%.0f img/s)", epoch + 1, row["train_loss"],
-                 row["val_auc"], row["val_balanced_accuracy"], row["images_per_second"])
-        if on_epoch:
-            on_epoch(epoch + 1, row)
-        monitor = -math.inf if math.isnan(val["auc"]) else val["auc"]
+        train_loss = _mean(float(np.mean(losses)), world, dev)
+        monitor = -math.inf
+        if is_main:  # the main process validates, logs and saves; the others follow its verdict
+            scores = predict(net, val_df, t_eval, root=root)
+            val = binary_metrics(y_val, scores, youden_threshold(y_val, scores))
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_auc": val["auc"],
+                   "val_balanced_accuracy": val["balanced_accuracy"], "lr": opt.param_groups[0]["lr"],
+                   "images_per_second": seen / (time.perf_counter() - t0)}
+            history.append(row)
+            log.info("epoch %d: loss %.4f val auc %.4f bal.acc %.4f (%.0f img/s)", epoch + 1, row["train_loss"],
+                     row["val_auc"], row["val_balanced_accuracy"], row["images_per_second"])
+            if on_epoch:
+                on_epoch(epoch + 1, row)
+            monitor = -math.inf if math.isnan(val["auc"]) else val["auc"]
+        monitor = _agree(monitor, state)
         if monitor > best:
             best, best_epoch = monitor, epoch + 1
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
+            if is_main:
+                save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, out / "model.safetensors")
         elif epoch + 1 - best_epoch >= cfg.early_stopping_patience:
             log.info("early stop: no better validation AUROC for %d epochs", cfg.early_stopping_patience)
             break
+    if not is_main:
+        return {"best_epoch": best_epoch, "best_val_auc": best, "epochs_run": epoch + 1}
     # the speed goes to MLflow only: in a DVC output it would change the hash on every run
     pd.DataFrame(history).drop(columns="images_per_second").to_csv(out / "history.csv", index=False)
     return {"best_epoch": best_epoch, "best_val_auc": best, "epochs_run": len(history),

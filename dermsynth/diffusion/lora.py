@@ -240,7 +240,9 @@ def train_lora(
     work = Path(work_root) / f"{label}-{fingerprint(asdict(cfg), dir_fingerprint(Path(base_dir)), sorted(instance_paths))}"
     work.mkdir(parents=True, exist_ok=True)
     models = _load_models(base_dir, cfg, accelerator)
-    inst, cls = _latents(models, instance_paths, Path(repo_root), cfg, Path(work_root), work, Path(base_dir), label)
+    # the main process fills the shared caches; the others then open them (never two writers in one .tmp)
+    with accelerator.main_process_first():
+        inst, cls = _latents(models, instance_paths, Path(repo_root), cfg, Path(work_root), work, Path(base_dir), label)
 
     total = cfg.total_steps(len(inst))
     optimizer = torch.optim.AdamW(models.params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)

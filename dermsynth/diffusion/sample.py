@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.lora import dir_fingerprint, fingerprint
 from dermsynth.errors import UserValueError
+from dermsynth.parallel import torch_threads
 
 METADATA_COLUMNS = ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora",
                     "base_model", "path", "device", "dtype"]
@@ -121,7 +122,7 @@ def prepare_pipeline(base_dir: str | Path, lora_dir: str | Path | None, cfg: Gen
     kind, dtype = device_and_dtype(cfg)
     device = device or kind
     if kind == "cpu" and cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(torch_threads(cfg.threads))
     pipe = load_pipeline(base_dir, dtype=dtype)
     if lora_dir:
         pipe.load_lora_weights(str(lora_dir))
@@ -273,7 +274,7 @@ def regenerate(row: dict | pd.Series, repo_root: str | Path = ".", threads: int 
         raise UserValueError(f"{row['image_id']} was made on cuda in {row.get('dtype')}; its bytes come back only "
                              "on a CUDA machine (on this one the same seed gives a similar, not identical, image)")
     if device == "cpu" and threads > 0:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(torch_threads(threads))
     pipe = StableDiffusionPipeline.from_pretrained(repo_root / row["base_model"], safety_checker=None,
                                                    requires_safety_checker=False, local_files_only=True,
                                                    dtype=_dtype(str(row.get("dtype") or "float32")))

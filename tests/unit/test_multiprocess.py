@@ -20,7 +20,16 @@ from dermsynth.diffusion.lora import LoraTrainConfig, train_lora
 
 root, what = Path(sys.argv[1]), sys.argv[2]
 state = PartialState(cpu=True)
-if what == "generate":
+if what == "train":
+    import json
+    import pandas as pd
+    from dermsynth.classify.train import TrainConfig, train_classifier
+    cfg = TrainConfig(**json.loads(sys.argv[3]))
+    tables = [pd.read_csv(root / f"{s}.csv", keep_default_na=False) for s in ("train", "val")]
+    summary = train_classifier(*tables, cfg, root / "clf_2p", root=sys.argv[4], state=state,
+                               on_epoch=lambda epoch, row: print(f"epoch {epoch} logged by rank {state.process_index}"))
+    print(f"rank {state.process_index} " + json.dumps(summary))
+elif what == "generate":
     cfg = GenerateConfig(n_per_class=6, batch_size=2, steps_min=3, steps_max=4, threads=1, seed=1)
     loras = {c: f"models/lora/{c}" for c in cfg.classes}
     generate(cfg, "models/base", loras, root / "syn_2p", root / ".work-syn_2p", repo_root=root, state=state)
@@ -42,7 +51,9 @@ def _launch(tmp_path, *args) -> subprocess.CompletedProcess:
     p = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
                         *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    if p.returncode:  # the failing rank's own traceback first: the launcher's summary only says it died
+        (tmp_path / "stderr.txt").write_text(p.stderr)
+        pytest.fail(p.stderr[:6000] + "\n...\n" + p.stderr[-2000:])
     return p
 
 
@@ -60,9 +71,76 @@ def test_two_process_generation_is_byte_identical_to_one(gen_repo, tmp_path):
         assert np.array_equal(np.asarray(Image.open(gen_repo / a)), np.asarray(Image.open(gen_repo / b)))
 
 
+# no augmentation and no dropout: then one process and two with the same global batch do the same sums
+EXACT = dict(model="vit_tiny_patch16_224", img_size=32, epochs=3, batch_size=8, hflip=0.0, vflip=0.0, color_jitter=0.0,
+             scale_min=1.0, drop_rate=0.0, early_stopping_patience=10, threads=2, seed=3)
+
+
+def test_two_process_classifier_matches_one_process_with_the_same_global_batch(prepared_session, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from dermsynth.classify.train import TrainConfig, train_classifier
+
+    root, m = prepared_session
+    for split in ("train", "val"):
+        m[m.split == split].to_csv(tmp_path / f"{split}.csv", index=False)
+    one = train_classifier(m[m.split == "train"], m[m.split == "val"], TrainConfig(**EXACT), tmp_path / "clf_1p",
+                           root=root)
+    p = _launch(tmp_path, tmp_path, "train", json.dumps(EXACT), root)
+    assert sorted(line for line in p.stdout.splitlines() if line.startswith("epoch ")) == [
+        f"epoch {e} logged by rank 0" for e in (1, 2, 3)]  # one logger: the main process
+    assert len([line for line in p.stdout.splitlines() if line.startswith("rank ")]) == 2
+    w1, w2 = load_file(tmp_path / "clf_1p/model.safetensors"), load_file(tmp_path / "clf_2p/model.safetensors")
+    worst = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
+    assert worst < 1e-4, worst  # float sums in another order, nothing more
+    h1, h2 = (pd.read_csv(tmp_path / d / "history.csv") for d in ("clf_1p", "clf_2p"))
+    assert np.allclose(h1.train_loss, h2.train_loss, atol=1e-5) and np.allclose(h1.val_auc, h2.val_auc, atol=1e-6)
+    assert one["best_epoch"] == int(h2.val_auc.idxmax()) + 1
+
+
 def test_two_process_lora_exports_once_before_any_rank_reads_it(gen_repo, instance_images, tmp_path):
     root, paths = instance_images
     p = _launch(tmp_path, gen_repo, "lora", ",".join(paths), root)
     ranks = sorted(line for line in p.stdout.splitlines() if line.startswith("rank "))
     assert ranks == ["rank 0 main=True", "rank 1 main=False"], p.stdout[-2000:] + p.stderr[-3000:]
     assert len(list((gen_repo / "lora_2p").glob("*.safetensors"))) == 1
+
+
+def test_train_stage_with_two_processes_logs_one_mlflow_run(prepared_session, tmp_path):
+    """`train.processes: 2`: the stage relaunches itself under `accelerate launch`; one model file, one
+    MLflow run with every epoch, from the main process."""
+    import os
+
+    import yaml
+
+    from dermsynth import tracking
+
+    root, m = prepared_session
+    (tmp_path / "data/prepared").mkdir(parents=True)
+    (tmp_path / "data/prepared/images").symlink_to(root / "data/prepared/images")
+    m.to_csv(tmp_path / "data/prepared/manifest.csv", index=False)
+    (tmp_path / "data/synthetic").mkdir(parents=True)  # stand-ins: real files under synthetic ids
+    m[m.split == "train"].assign(image_id=lambda d: "syn_" + d.image_id)[["image_id", "label", "path"]].to_csv(
+        tmp_path / "data/synthetic/metadata.csv", index=False)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(models=["vit_tiny_patch16_224"], overrides={"vit_tiny_patch16_224": {}}, epochs=2,
+                           batch_size=8, processes=2, img_size=32)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DVC_ROOT=str(tmp_path))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    p = subprocess.run([sys.executable, "-m", "stages.train", "--model", "vit_tiny_patch16_224"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert p.stdout.count("training set (ratio=0.5") == 1 and p.stdout.count("best val AUROC") == 1
+    assert "DDP over 2 processes (cpu), global batch 8" in p.stdout
+    out = tmp_path / "models/classifiers/vit_tiny_patch16_224"
+    assert len(list(out.glob("*.safetensors"))) == 1 and len(pd.read_csv(out / "history.csv")) == 2
+    os.environ["DVC_ROOT"] = str(tmp_path)
+    try:
+        runs = tracking.runs()
+    finally:
+        del os.environ["DVC_ROOT"]
+    assert len(runs) == 1 and runs.iloc[0]["params.processes"] == "2", runs.T
+    assert pd.notna(runs.iloc[0]["metrics.best_val_auc"])

@@ -66,6 +66,9 @@ BAD = [
     ({"train.pretrained_file": "weights/missing.safetensors"},
      "train.pretrained_file: no such file (got 'weights/missing.safetensors')"),
     ({"audit.features": "weights/dino.safetensors"}, "audit.features: no such file (got 'weights/dino.safetensors')"),
+    ({"train.processes": 3}, "train.batch_size: 32 is the global batch and must divide evenly between processes=3"),
+    ({"train.processes": 2, "train.overrides.mobilenetv2_100": {"batch_size": 9}},
+     "train.overrides.mobilenetv2_100.batch_size: 9 is the global batch and must divide evenly between processes=2"),
     ({"train.overrides.resnet50": {}}, "train.overrides: ['resnet50'] not in train.models "
                                       "['vit_tiny_patch16_224', 'mobilenetv2_100']"),
     ({"train.models": ["vit_tiny_patch16_224", "mobilenetv2_100", "resnet18"]},

@@ -1,0 +1,110 @@
+"""Queued experiments against workspace runs, side by side in one fresh copy of the repository.
+
+    python benchmarks/exp_queue.py                 # 4 ratio experiments: workspace, queue -j 1, queue -j 2
+    python benchmarks/exp_queue.py --epochs 4      # shorter classifier training (same stages, same overheads)
+
+The copy starts from this repository's outputs (its DVC cache, read through `cache.dir`; nothing in it
+is changed, experiments only add objects), so no full `dvc repro` is needed first. Then, with the same
+four parameter sets (ratio x seed):
+  1. four `dvc exp run` in the workspace, one after the other;
+  2. `dvc exp run --queue` x 4, `dvc queue start -j 1`, outputs copied into the queue's clones (DVC's
+     default cache.type) and then hard-linked: the queue's own cost per experiment;
+  3. the same with `-j 2` (linked): throughput of two workers on the same cores.
+Prints wall times and the ratios the issue asks for (targets: -j 2 no slower than the 4 workspace
+runs; queue overhead per experiment under 15 %), and checks that every experiment's MLflow runs landed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.exp_ratio import REPO, copy_repo, sh  # noqa: E402
+
+GRID = [("0.0", "7"), ("1.0", "7"), ("0.0", "8"), ("1.0", "8")]
+
+
+def wait_for_queue(work: Path, n: int, timeout: float = 7200) -> None:
+    """Until `dvc queue status` shows n finished tasks and nothing queued or running."""
+    t = time.perf_counter()
+    while time.perf_counter() - t < timeout:
+        out = subprocess.run(["dvc", "queue", "status"], cwd=work, capture_output=True, text=True).stdout
+        if "Failed" in out:
+            raise SystemExit(f"a queued experiment failed:\n{out}")
+        if out.count("Success") >= n and "Running" not in out and "Queued" not in out:
+            return
+        time.sleep(5)
+    raise SystemExit("queue did not finish")
+
+
+def runs_landed(work: Path) -> int:
+    code = ("from dermsynth import tracking; r = tracking.runs(); "
+            "print(int(r['metrics.isic_auc'].notna().sum()) if 'metrics.isic_auc' in r else 0)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True,
+                         env={**os.environ, "DVC_ROOT": str(work), "PYTHONPATH": str(work)}).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=0, help="train.epochs for every run (0: as in params.yaml)")
+    ap.add_argument("--skip-workspace", action="store_true", help="only the two queues")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-queue-")) / "dermsynth"
+    copy_repo(work)
+    sh(["git", "init", "-q"], work)
+    if args.epochs:
+        p = work / "params.yaml"
+        p.write_text(p.read_text().replace("  epochs: 12\n", f"  epochs: {args.epochs}\n"))
+    sh(["dvc", "config", "--local", "cache.dir", str(REPO / ".dvc" / "cache")], work)
+    sh(["dvc", "checkout", "-q"], work)
+    t, out = sh(["dvc", "repro"], work)  # only the classifier side when --epochs changed the training
+    print(f"baseline: {t:.0f} s ({out.count('Running stage')} stages ran)")
+    sh(["git", "add", "-A"], work)
+    sh(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "baseline"], work)
+    shutil.rmtree(work / "mlruns", ignore_errors=True)
+    (work / "mlflow.db").unlink(missing_ok=True)
+
+    times: dict[str, float] = {}
+    if not args.skip_workspace:
+        t0 = time.perf_counter()
+        for ratio, seed in GRID:
+            sh(["dvc", "exp", "run", "-S", f"ratio={ratio}", "-S", f"seed={seed}"], work)
+            sh(["git", "checkout", "params.yaml"], work)
+        times["workspace x4"] = time.perf_counter() - t0
+    # copy: DVC's default link type, every queued clone copies every output; link: hard links (the
+    # README's `dvc config --local cache.type reflink,hardlink,copy`)
+    for jobs, links in ((1, "copy"), (1, "link"), (2, "link")):
+        sh(["dvc", "config", "--local", "cache.type", "copy" if links == "copy" else "reflink,hardlink,copy"], work)
+        for ratio, seed in GRID:
+            sh(["dvc", "exp", "run", "--queue", "-S", f"ratio={ratio}", "-S", f"seed={seed}"], work)
+        t0 = time.perf_counter()
+        sh(["dvc", "queue", "start", "-j", str(jobs)], work)
+        wait_for_queue(work, len(GRID))
+        times[f"queue -j {jobs} {links} x4"] = time.perf_counter() - t0
+        subprocess.run(["dvc", "queue", "remove", "--success"], cwd=work, capture_output=True)
+    landed = runs_landed(work)
+    print()
+    for k, v in times.items():
+        print(f"{k:18s}: {v:7.1f} s  ({v / len(GRID):6.1f} s per experiment)")
+    if "workspace x4" in times:
+        ws = times["workspace x4"]
+        for links in ("copy", "link"):
+            print(f"queue -j 1 ({links}) overhead per experiment: {times[f'queue -j 1 {links} x4'] / ws - 1:+.1%} "
+                  "(target < 15 %)")
+        print(f"queue -j 2 (link) / 4 workspace runs: {times['queue -j 2 link x4'] / ws:.2f} (target <= 1.00)")
+    print(f"queue -j 2 / queue -j 1 (link)      : {times['queue -j 2 link x4'] / times['queue -j 1 link x4']:.2f}")
+    runs_expected = (len(times)) * len(GRID) * 2  # two models per experiment
+    print(f"MLflow runs with test metrics: {landed} of {runs_expected}")
+    print(json.dumps({k: round(v, 1) for k, v in times.items()}))
+
+
+if __name__ == "__main__":
+    main()
