@@ -108,7 +108,7 @@ def test_two_process_lora_exports_once_before_any_rank_reads_it(gen_repo, instan
     assert len(list((gen_repo / "lora_2p").glob("*.safetensors"))) == 1
 
 
-def test_train_stage_with_two_processes_logs_one_mlflow_run(prepared_session, tmp_path):
+def test_train_stage_with_two_processes_logs_one_mlflow_run(prepared_session, tmp_path, monkeypatch):
     """`train.processes: 2`: the stage relaunches itself under `accelerate launch`; one model file, one
     MLflow run with every epoch, from the main process."""
     import os
@@ -137,10 +137,7 @@ def test_train_stage_with_two_processes_logs_one_mlflow_run(prepared_session, tm
     assert "DDP over 2 processes (cpu), global batch 8" in p.stdout
     out = tmp_path / "models/classifiers/vit_tiny_patch16_224"
     assert len(list(out.glob("*.safetensors"))) == 1 and len(pd.read_csv(out / "history.csv")) == 2
-    os.environ["DVC_ROOT"] = str(tmp_path)
-    try:
-        runs = tracking.runs()
-    finally:
-        del os.environ["DVC_ROOT"]
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    runs = tracking.runs()
     assert len(runs) == 1 and runs.iloc[0]["params.processes"] == "2", runs.T
     assert pd.notna(runs.iloc[0]["metrics.best_val_auc"])
