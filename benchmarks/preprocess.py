@@ -10,6 +10,8 @@
 2. Decoding 4000 x 3000 JPEGs at full size vs at reduced (DCT) scale, and the PSNR of the final
    512-px image made from each.
 3. Hair removal scored on phantoms with known hairs (dermsynth.data.hair_score), both ways.
+4. What measuring skin tone (ITA, on the working image shrunk to 128 px) adds to each image's
+   preprocessing, 1 core, interleaved.
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ from dermsynth.config import from_block
 from dermsynth.data.hair_score import score_hair_removal
 from dermsynth.data.images import decode
 from dermsynth.data.ingest import ingest
-from dermsynth.data.prepare import preprocess_all
-from dermsynth.data.preprocess import PrepConfig, preprocess_image
+from dermsynth.data.prepare import ITA_SHORT, preprocess_all
+from dermsynth.data.preprocess import PrepConfig, preprocess_image, to_working
+from dermsynth.data.subgroups import ita
 from dermsynth.demo.phantom import STYLES, render, sample_lesion
 from dermsynth.parallel import n_workers
 
@@ -109,6 +112,26 @@ def hair(cfg: PrepConfig) -> None:
             print(f"  {size:>4}px {str(s['working_short_side']):>6} " + " ".join(f"{s[k]:>14}" for k in keys))
 
 
+def ita_cost(cfg: PrepConfig, n: int = 24) -> None:
+    rng = np.random.default_rng(0)
+    imgs = [render(sample_lesion(("benign", "malignant")[i % 2], rng), STYLES["ham10000"], 600, 450, rng) for i in range(n)]
+    cv2.setNumThreads(1)
+    print(f"\n4. skin tone (ITA at {ITA_SHORT} px) beside preprocessing, {n} images of 600 x 450, 1 core, ms per image:")
+    for size in (512, 64):
+        c = dataclasses.replace(cfg, size=size)
+        prep, tone = [], []
+        for img in imgs:
+            work = to_working(img, c.working_short)
+            t = time.perf_counter()
+            preprocess_image(work, c)
+            prep.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ita(to_working(work, ITA_SHORT))
+            tone.append(time.perf_counter() - t)
+        p, q = np.median(prep) * 1000, np.median(tone) * 1000
+        print(f"  {size:>4}px: preprocess {p:.1f}, ITA {q:.1f}: +{q / p:.0%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--raw", default=None)
@@ -125,6 +148,7 @@ def main() -> None:
     throughput(raw, args.images, cfg, tmp)
     decoding(args.big, cfg)
     hair(cfg)
+    ita_cost(cfg)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ def model_card(params: dict, models: list[str], reports: Path, classifiers: Path
                                for k in METRICS)
             lines.append(f"**{m} on {ts}** (n = {met[f'{ts}_n']})  \n| " + " | ".join(METRICS) + " |\n|" + "---|" * len(METRICS)
                          + f"\n| {cells} |\n")
+    lines += _subgroup_lines(models, reports)
     lines += ["## Limitations", "",
               "- The embedded demo uses procedurally generated phantoms and a tiny diffusion model: its numbers show",
               "  that the pipeline works, not how synthetic data helps on real dermoscopy.",
@@ -73,12 +74,56 @@ def data_card(params: dict, synthetic_dir: Path, reports: Path) -> str:
              f"alpha {params['lora']['alpha']}, prompt \"{params['lora']['instance_prompt']}\")",
              f"- samplers {', '.join(g['samplers'])} (round robin), steps {g['steps_min']}-{g['steps_max']} drawn per image, "
              f"CFG {g['guidance_scale']}, negative prompt \"{g['negative_prompt']}\"",
-             f"- seed of each image derived from (data_seed={params['data_seed']}, class, index); any row regenerates its image",
+             f"- seed of each image derived from (data_seed={params['data_seed']}, class, index); any row regenerates its image "
+             "(`dermsynth.diffusion.sample.regenerate`; bit-exact with generate.channels_last false and batch 1)",
              f"- quality gate (count, balance, resolution, decodable, not blank/black): "
              f"{'passed' if gate_ok else 'FAILED' if gate_ok is False else 'not run'}", "",
              "## Images per class and sampler", "", by.to_markdown(), "",
              "## Steps per image", "", meta.steps.value_counts().sort_index().rename("images").to_frame().T.to_markdown(), "",
+             *_skin_tone_section(reports), *_filter_section(reports),
              "## Caveats", "",
              "- Synthetic images inherit the biases of the real training images of their class and of the base model.",
              "- They are not labelled by a dermatologist: the label is the class whose LoRA made them."]
     return "\n".join(lines) + "\n"
+
+
+def _subgroup_lines(models: list[str], reports: Path) -> list[str]:
+    """Worst group and gap (best minus worst) of AUROC per attribute (reports/metrics/<model>_subgroups.csv)."""
+    lines = ["## Patient groups (AUROC: worst group, gap to the best; groups with 5+ images of each class)", ""]
+    for m in models:
+        met = json.loads((reports / "metrics" / f"{model_slug(m)}.json").read_text())
+        for ts in ("isic", "ham10000"):
+            cells = [f"{a}: {met[f'{ts}_auc_worst_{a}']:.3f}" + (f" (gap {met[f'{ts}_auc_gap_{a}']:.3f})"
+                                                                   if f"{ts}_auc_gap_{a}" in met else "")
+                     for a in ("sex", "age_band", "site", "skin_tone") if f"{ts}_auc_worst_{a}" in met]
+            if cells:
+                lines.append(f"- {m} on {ts}: " + "; ".join(cells))
+    return lines + [f"\nPer group, with counts and intervals: `{reports}/metrics/<model>_subgroups.csv`.", ""]
+
+
+def _skin_tone_section(reports: Path) -> list[str]:
+    f = reports / "audit" / "skin_tone.json"
+    if not f.is_file():
+        return []
+    d = json.loads(f.read_text())
+    lines = ["## Skin tone: what each LoRA learnt", "",
+             "ITA of the skin around the lesion, measured alike on real training and synthetic images "
+             f"(`{reports}/audit/ita_histogram.png`). Distances: Wasserstein of ITA in degrees; total variation of "
+             "the Del Bino band shares (0 = same mix, 1 = disjoint).", "",
+             "| class | real n | synthetic n | median ITA real | median ITA synthetic | Wasserstein (deg) | "
+             "band TV distance |", "|---|---|---|---|---|---|---|"]
+    for label, r in d.items():
+        lines.append(f"| {label} | {r['n_real']} | {r['n_synthetic']} | {r['median_ita_real']} | "
+                     f"{r['median_ita_synthetic']} | {r['wasserstein_ita_degrees']} | {r['total_variation_bands']} |")
+    return lines + [""]
+
+
+def _filter_section(reports: Path) -> list[str]:
+    f = reports / "filter" / "summary.json"
+    if not f.is_file():
+        return []
+    d = json.loads(f.read_text())
+    dropped = ", ".join(f"{k}: {v}" for k, v in d["dropped"].items()) or "none"
+    return ["## Filtering", "",
+            f"Policy `{d['policy']}`, keep fraction {d['keep_fraction']}: the classifiers draw from {d['kept']} of "
+            f"{d['synthetic_images']} images (dropped: {dropped}). Scores per image: `data/filter/scores.csv`.", ""]

@@ -64,6 +64,7 @@ class Paths(Block):
     prepared: Str = "data/prepared"
     reports: Str = "reports"
     synthetic: Str = "data/synthetic"
+    filter: Str = Field("data/filter", description="the synthetic images' filter scores and which are kept")
     work: Str = Field(".work", description="resumable in-progress state (LoRA checkpoints, generated chunks)")
 
 
@@ -108,6 +109,8 @@ class Quality(Block):
     min_split_rows: Count = 10
     min_pixel_std: NonNeg = 2.0
     min_pixel_mean: NonNeg = 8.0
+    max_subgroup_shift: Fraction = 0.25
+    min_subgroup_rows: PosInt = 20
 
 
 class Pretrain(Block):
@@ -282,6 +285,12 @@ class Audit(Block):
 
 
 
+class FilterParams(Block):
+    policy: Literal["none", "flagged", "realism", "label", "combined"] = "combined"
+    keep_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    knn_k: PosInt = 5
+
+
 class Params(Block):
     seed: Count = 42
     data_seed: Count = 42
@@ -296,6 +305,7 @@ class Params(Block):
     train: Train = Train()
     evaluate: Evaluate = Evaluate()
     audit: Audit = Audit()
+    filter: FilterParams = FilterParams()
 
 
 def _line(err: dict, known: dict[tuple, list[str]]) -> str:

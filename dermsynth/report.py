@@ -12,7 +12,10 @@ A condition is (model, test set, metric, synthetic class mix, real fraction); wi
   report makes (the family: ratios x metrics x test sets x models x conditions).
 
 Runs from before `synthetic_class_mix` existed drew the synthetic part 50/50 and are labelled
-`balanced`. Writes reports/ratio_sweep.{md,csv,png}, the per-run values it was computed from
+`balanced`; runs from before the filter stage are labelled filter `none 1` (every synthetic image).
+Filter settings are part of the condition, so filtered and unfiltered runs compare at the same ratio.
+The AUROC gap between the best and the worst patient group of each attribute (`auc_gap_<attribute>`)
+is tracked against ratio like any metric: do synthetic images narrow it or widen it? Writes reports/ratio_sweep.{md,csv,png}, the per-run values it was computed from
 (reports/ratio_sweep_runs.csv) and reports/ratio_grid.{md,png}.
 """
 from __future__ import annotations
@@ -30,10 +33,12 @@ from scipy import stats  # noqa: E402
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 
 from dermsynth.classify.metrics import METRICS  # noqa: E402
+from dermsynth.contracts import ATTRIBUTES  # noqa: E402
 from dermsynth.errors import UserValueError  # noqa: E402
 
 TESTSETS = ("isic", "ham10000")
-CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction"]
+CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction", "filter"]
+GAP_METRICS = tuple(f"auc_gap_{a}" for a in ATTRIBUTES)
 REPLICATE = ["seed", "data_seed"]
 MIN_REPLICATES_FOR_INTERVAL = 3
 GRID_METRICS = ("auc", "balanced_accuracy")
@@ -53,7 +58,7 @@ def tidy(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in runs.iterrows():
         for ts in TESTSETS:
-            for m in METRICS:
+            for m in METRICS + GAP_METRICS:
                 v = r.get(f"metrics.{ts}_{m}")
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     continue
@@ -61,9 +66,10 @@ def tidy(runs: pd.DataFrame) -> pd.DataFrame:
                              "data_seed": str(_param(r, "data_seed", "?")),
                              "real_fraction": float(_param(r, "real_fraction", 1.0)),
                              "synthetic_class_mix": str(_param(r, "synthetic_class_mix", "balanced")),
+                             "filter": f"{_param(r, 'filter_policy', 'none')} {float(_param(r, 'keep_fraction', 1.0)):g}",
                              "testset": ts, "metric": m, "value": float(v), "run_id": r["run_id"]})
     df = pd.DataFrame(rows, columns=["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix",
-                                     "testset", "metric", "value", "run_id"])
+                                     "filter", "testset", "metric", "value", "run_id"])
     # a re-run of the same (condition, ratio, replicate) supersedes the older one
     return df.drop_duplicates(CONDITION + ["ratio"] + REPLICATE, keep="first")
 
@@ -99,6 +105,8 @@ def paired_effect(diff: np.ndarray, span: float, level: float = 0.95) -> dict:
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    if "filter" not in df.columns:  # per-run tables exported before the filter stage: every synthetic image
+        df = df.assign(filter="none 1")
     out = []
     for key, cond in df.groupby(CONDITION):
         lo, hi = metric_range(key[2])
@@ -161,9 +169,9 @@ def markdown(df: pd.DataFrame, s: pd.DataFrame) -> str:
         lines += ["", f"**No intervals**: at most {reps} replicate(s) per cell; a t-interval needs at least "
                   f"{MIN_REPLICATES_FOR_INTERVAL} to mean anything (with 2 it spans +-12.7 standard deviations)."]
     lines.append("")
-    for (model, ts, mix, frac), g in s.groupby(["model", "testset", "synthetic_class_mix", "real_fraction"]):
+    for (model, ts, mix, frac, filt), g in s.groupby(["model", "testset", "synthetic_class_mix", "real_fraction", "filter"]):
         title = f"## {model} on {ts}" + (" (synthetic part 50/50: class mix confounded with origin)" if mix == "balanced" else "")
-        lines += [title + (f", real_fraction {frac:g}" if frac != 1.0 else ""), "",
+        lines += [title + (f", real_fraction {frac:g}" if frac != 1.0 else "") + f", filter {filt}", "",
                   "| ratio | replicates | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
         by = {(r.ratio, r.metric): r for r in g.itertuples(index=False)}
         ratios = sorted(g.ratio.unique())
@@ -175,19 +183,28 @@ def markdown(df: pd.DataFrame, s: pd.DataFrame) -> str:
             for ratio in ratios[1:]:
                 cells = [_fmt_effect(pd.Series(by[(ratio, m)]._asdict())) if (ratio, m) in by else "" for m in METRICS]
                 lines.append(f"| {ratio:g} | " + " | ".join(cells) + " |")
+        gaps = [m for m in GAP_METRICS if (g.metric == m).any()]
+        if gaps:
+            lines += ["", "AUROC gap between the best and the worst patient group (smaller is fairer; "
+                      "`reports/subgroup_gap.png`):", "", "| ratio | " + " | ".join(gaps) + " |", "|---|" + "---|" * len(gaps)]
+            for ratio in ratios:
+                cells = [_fmt_level(pd.Series(by[(ratio, m)]._asdict())) if (ratio, m) in by else "" for m in gaps]
+                lines.append(f"| {ratio:g} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(s: pd.DataFrame, out_png: Path) -> None:
-    fig, axes = plt.subplots(len(METRICS), len(TESTSETS), figsize=(9, 2.3 * len(METRICS)), squeeze=False)
-    for i, m in enumerate(METRICS):
+def plot_curves(s: pd.DataFrame, out_png: Path, metrics: tuple[str, ...] = METRICS) -> None:
+    metrics = tuple(m for m in metrics if (s.metric == m).any()) or metrics
+    fig, axes = plt.subplots(len(metrics), len(TESTSETS), figsize=(9, 2.3 * len(metrics)), squeeze=False)
+    for i, m in enumerate(metrics):
         for j, ts in enumerate(TESTSETS):
             ax = axes[i, j]
-            for (model, mix, frac), g in s[(s.metric == m) & (s.testset == ts)].groupby(["model", "synthetic_class_mix",
-                                                                                          "real_fraction"]):
+            for (model, mix, frac, filt), g in s[(s.metric == m) & (s.testset == ts)].groupby(
+                    ["model", "synthetic_class_mix", "real_fraction", "filter"]):
                 g = g.sort_values("ratio")
-                label = model + ("" if mix == "match_real" else f" ({mix})") + ("" if frac == 1.0 else f" real {frac:g}")
+                label = model + ("" if mix == "match_real" else f" ({mix})") + ("" if frac == 1.0 else f" real {frac:g}") \
+                    + f" filter {filt}"
                 line = ax.plot(g.ratio, g["mean"], marker="o", label=label)[0]
                 has = g.ci95_low.notna()
                 if has.any():
@@ -203,18 +220,18 @@ def plot_curves(s: pd.DataFrame, out_png: Path) -> None:
 def grid(s: pd.DataFrame) -> pd.DataFrame:
     """Mean of the grid metrics per (model, test set, mix) over ratio x real_fraction."""
     g = s[s.metric.isin(GRID_METRICS)]
-    return g.pivot_table(index=["model", "testset", "synthetic_class_mix", "metric", "real_fraction"], columns="ratio",
-                         values="mean")
+    return g.pivot_table(index=["model", "testset", "synthetic_class_mix", "filter", "metric", "real_fraction"],
+                         columns="ratio", values="mean")
 
 
 def plot_grid(s: pd.DataFrame, out_png: Path) -> None:
-    panels = list(s[s.metric.isin(GRID_METRICS)].groupby(["model", "testset", "synthetic_class_mix", "metric"]))
+    panels = list(s[s.metric.isin(GRID_METRICS)].groupby(["model", "testset", "synthetic_class_mix", "metric", "filter"]))
     if not panels:
         return
     cols = 2
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 2.6 * rows), squeeze=False)
-    for ax, ((model, ts, mix, metric), g) in zip(axes.flat, panels):
+    for ax, ((model, ts, mix, metric, filt), g) in zip(axes.flat, panels):
         t = g.pivot_table(index="real_fraction", columns="ratio", values="mean").sort_index(ascending=False)
         im = ax.imshow(t.to_numpy(), vmin=metric_range(metric)[0], vmax=metric_range(metric)[1], cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(t.to_numpy()):
@@ -222,7 +239,7 @@ def plot_grid(s: pd.DataFrame, out_png: Path) -> None:
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
         ax.set(xticks=range(t.shape[1]), xticklabels=[f"{c:g}" for c in t.columns], yticks=range(t.shape[0]),
                yticklabels=[f"{r:g}" for r in t.index], xlabel="ratio", ylabel="real fraction",
-               title=f"{model} {ts} {metric}" + ("" if mix == "match_real" else f" ({mix})"))
+               title=f"{model} {ts} {metric}" + ("" if mix == "match_real" else f" ({mix})") + f" filter {filt}")
         ax.title.set_fontsize(8)
         fig.colorbar(im, ax=ax, fraction=0.04)
     for ax in list(axes.flat)[len(panels):]:
@@ -243,6 +260,8 @@ def write_report(runs: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
     (out_dir / "ratio_sweep.md").write_text(markdown(df, s))
     s.round(6).to_csv(out_dir / "ratio_sweep.csv", index=False)
     plot_curves(s, out_dir / "ratio_sweep.png")
+    if s.metric.isin(GAP_METRICS).any():
+        plot_curves(s, out_dir / "subgroup_gap.png", GAP_METRICS)
     t = grid(s)
     (out_dir / "ratio_grid.md").write_text("# Ratio x real fraction\n\nMean over replicates; columns: ratio.\n\n"
                                            + t.round(3).reset_index().to_markdown(index=False) + "\n")

@@ -1,8 +1,10 @@
-"""Stage audit: memorisation and fidelity of the synthetic set in the fixed feature space -> reports/audit/."""
+"""Stage audit: memorisation, fidelity and skin tone of the synthetic set in the fixed feature space -> reports/audit/."""
+import json
 from pathlib import Path
 
 import pandas as pd
 
+from dermsynth.audit import skin_tone
 from dermsynth.audit.run import PARAM_KEYS, AuditConfig, audit, near_copy_sheet, write_outputs
 from dermsynth.config import from_block
 from dermsynth.diffusion.preview import real_vs_synthetic
@@ -21,6 +23,11 @@ def run(params: dict) -> None:
     write_outputs(result, out)
     real_vs_synthetic(manifest, synthetic, 8, params["data_seed"]).save(out / "real_vs_synthetic.png")
     near_copy_sheet(result["memorization"], manifest, synthetic, cfg.near_copy_pairs).savefig(out / "near_copies.png", dpi=90)
+    with result["timer"].step("skin tone"):  # did each LoRA keep the real skin-tone mix?
+        tones = skin_tone.measure(manifest[manifest.split == "train"], synthetic, workers=cfg.workers)
+        tones.to_csv(out / "skin_tone.csv", index=False)
+        skin_tone.histogram(tones, out / "ita_histogram.png")
+        (out / "skin_tone.json").write_text(json.dumps(skin_tone.distances(tones), indent=2) + "\n")
     write_timings("audit", result["timer"].times, paths["reports"])
     s = result["summary"]
     print(f"audit: {s['near_copies']} near-copies of {s['synthetic_images']} ({s['near_copy_rate']:.2%}); "

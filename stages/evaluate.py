@@ -7,6 +7,7 @@ import pandas as pd
 
 from dermsynth.classify.evaluate import evaluate_model, gradcam_grid, plot_roc_and_confusion, roc_table, split_test_sets
 from dermsynth.classify.models import model_slug
+from dermsynth.classify.subgroups import subgroup_metrics, worst_and_gap
 from dermsynth.classify.train import TrainConfig, load_classifier, transforms
 from dermsynth.tracking import find_model_run, start_run
 from stages._common import main
@@ -27,6 +28,10 @@ def run(params: dict) -> None:
     for sub in ("metrics", "predictions", f"plots/{slug}"):
         (rep / sub).mkdir(parents=True, exist_ok=True)
     pred.to_csv(rep / "predictions" / f"{slug}.csv", index=False)
+    # per patient group, recomputable from the predictions joined with the manifest on image_id
+    subgroups = subgroup_metrics(pred, manifest, e["bootstrap"], params["seed"])
+    subgroups.to_csv(rep / "metrics" / f"{slug}_subgroups.csv", index=False)
+    metrics |= worst_and_gap(subgroups)
     (rep / "metrics" / f"{slug}.json").write_text(json.dumps(metrics, indent=2) + "\n")
     roc_table(pred).to_csv(rep / "plots" / slug / "roc.csv", index=False)
     png = rep / "plots" / slug / "roc_confusion.png"
@@ -41,7 +46,8 @@ def run(params: dict) -> None:
     with start_run(f"{name} ratio={conf['ratio']} seed={cfg.seed} (evaluation)",
                    {"ratio": conf["ratio"], "model": name, "seed": cfg.seed, **conf["train"]}, run_id=run_id) as (mlflow, _):
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
-        for p in (png, rep / "plots" / slug / "gradcam.png", rep / "metrics" / f"{slug}.json"):
+        for p in (png, rep / "plots" / slug / "gradcam.png", rep / "metrics" / f"{slug}.json",
+                  rep / "metrics" / f"{slug}_subgroups.csv"):
             mlflow.log_artifact(str(p))
     flat = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     print(f"{name}: " + json.dumps(flat))

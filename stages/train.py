@@ -14,6 +14,7 @@ from dermsynth.classify.mixing import MixConfig, mix
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
+from dermsynth.filter import kept_images
 from dermsynth.params import check_model_names
 from dermsynth.tracking import MODEL_TAG, model_digest, start_run
 from stages._common import main, relaunch, under_launcher
@@ -37,6 +38,8 @@ def run(params: dict) -> None:
     ratio = float(params["ratio"])
     manifest = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
     synthetic = pd.read_csv(Path(params["paths"]["synthetic"]) / "metadata.csv", keep_default_na=False)
+    scores = pd.read_csv(Path(params["paths"]["filter"]) / "scores.csv", keep_default_na=False)
+    synthetic = kept_images(synthetic, scores)  # only what the filter stage kept
     train_df, counts = mix(manifest[manifest.split == "train"], synthetic, ratio, mix_cfg, params["seed"])
     out = Path("models/classifiers") / model_slug(name)
     val_df = manifest[manifest.split == "val"]
@@ -51,7 +54,9 @@ def run(params: dict) -> None:
     # the per-class counts are params too: they say what the run was, and the report reads them
     run_params = {"ratio": ratio, "model": name, "seed": params["seed"], "data_seed": params["data_seed"],
                   "real_fraction": mix_cfg.real_fraction, "synthetic_class_mix": mix_cfg.synthetic_class_mix,
-                  "mixing": vars(mix_cfg), "counts": counts, "processes": processes, **vars(cfg)}
+                  "mixing": vars(mix_cfg), "counts": counts, "processes": processes,
+                  "filter_policy": params["filter"]["policy"], "keep_fraction": params["filter"]["keep_fraction"],
+                  "synthetic_kept": len(synthetic), **vars(cfg)}
     run_name = f"{name} ratio={ratio} seed={params['seed']}" + (
         f" real_fraction={mix_cfg.real_fraction}" if mix_cfg.real_fraction < 1 else "")
     with start_run(run_name, run_params) as (mlflow, active):

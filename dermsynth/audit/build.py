@@ -20,10 +20,13 @@ def build_from_outputs(params: dict, embeddings: np.ndarray | None = None, memor
         embeddings = np.load(audit_dir / "embeddings.npy", mmap_mode="r")  # read as the samples stream
     if memorization is None and (audit_dir / "memorization.csv").is_file():
         memorization = pd.read_csv(audit_dir / "memorization.csv")
+    scores_file, tones_file = root / paths["filter"] / "scores.csv", audit_dir / "skin_tone.csv"
+    scores = pd.read_csv(scores_file, keep_default_na=False) if scores_file.is_file() else None
+    tones = pd.read_csv(tones_file, dtype={"image_id": str}) if tones_file.is_file() else None
     predictions = {}
     for m in params["train"]["models"]:
         f = root / paths["reports"] / "predictions" / f"{model_slug(m)}.csv"
         if f.is_file():
             predictions[m] = pd.read_csv(f, dtype={"image_id": str})
     return build_dataset(manifest, synthetic, predictions, root, embeddings, memorization, name,
-                         params.get("audit", {}).get("visualization", "pca"))
+                         params.get("audit", {}).get("visualization", "pca"), scores, tones)

@@ -1,7 +1,10 @@
 """The persistent FiftyOne dataset `dermsynth`: real and synthetic images side by side.
 
-Real samples carry source, split, label and lesion/patient ids; synthetic ones the generation
-record (prompt, sampler, steps, cfg, seed). Test images carry each classifier's prediction as a
+Real samples carry source, split, label, lesion/patient ids and the patient-group attributes (sex,
+age_band, site, ita and skin_tone of the photograph); synthetic ones the generation record (prompt,
+sampler, steps, cfg, seed), their skin tone and the filter stage's scores (knn_ratio, label_prob,
+filter_score, kept, filter_reason; tag `filtered_out`). `crop_ita` on synthetic and real training
+images is measured alike on the lesion-centred images, for a fair side-by-side. Test images carry each classifier's prediction as a
 Classification field `pred_<model>`. Embeddings, their 2-D map and uniqueness come from the audit
 stage; saved views collect near-copies, misclassified test images and synthetic images per class
 and sampler. Rebuilding replaces the dataset, so it is idempotent.
@@ -25,22 +28,40 @@ def _fo():
     return fo
 
 
+def _number(v) -> float | None:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
 def _samples(fo, real: pd.DataFrame, synthetic: pd.DataFrame, root: Path, embeddings: np.ndarray | None,
-             memorization: pd.DataFrame | None):
+             memorization: pd.DataFrame | None, filter_scores: pd.DataFrame | None, skin_tones: pd.DataFrame | None):
     """One fo.Sample per row, real then synthetic (the order of `embeddings`' rows)."""
     vectors = iter(embeddings) if embeddings is not None else None
+    crop = ({(o, i): (t.ita, t.skin_tone) for o, i, t in zip(skin_tones.origin, skin_tones.image_id.astype(str),
+                                                              skin_tones.itertuples())} if skin_tones is not None else {})
     for r in real.itertuples():
         s = fo.Sample(
             filepath=str(root / r.path), tags=["real", r.split], origin="real", image_id=r.image_id, source=r.source,
             split=r.split, lesion_id=str(r.lesion_id or ""), patient_id=str(r.patient_id or ""),
-            ground_truth=fo.Classification(label=r.label))
+            ground_truth=fo.Classification(label=r.label),
+            **{a: str(getattr(r, a, "unknown") or "unknown") for a in ("sex", "age_band", "site", "skin_tone")},
+            ita=_number(getattr(r, "ita", None)), crop_ita=_number(crop.get(("real", str(r.image_id)), (None,))[0]))
         if vectors is not None:
             s["embedding"] = np.asarray(next(vectors), dtype=np.float32)
         yield s
     near = set(memorization.loc[memorization.near_copy, "image_id"]) if memorization is not None else set()
     mem = memorization.set_index("image_id") if memorization is not None else None
+    scores = filter_scores.set_index("image_id") if filter_scores is not None else None
     for r in synthetic.itertuples():
-        s = fo.Sample(filepath=str(root / r.path), tags=["synthetic"] + (["near_copy"] if r.image_id in near else []),
+        tags = ["synthetic"] + (["near_copy"] if r.image_id in near else [])
+        f = scores.loc[r.image_id] if scores is not None and r.image_id in scores.index else None
+        kept = f is None or str(f.kept).lower() == "true"
+        tone = crop.get(("synthetic", r.image_id), (None, "unknown"))
+        s = fo.Sample(filepath=str(root / r.path), tags=tags + ([] if kept else ["filtered_out"]),
+                      ita=_number(tone[0]), crop_ita=_number(tone[0]), skin_tone=str(tone[1]),
                       origin="synthetic", image_id=r.image_id, source="synthetic", split="synthetic",
                       prompt=r.prompt, negative_prompt=r.negative_prompt, sampler=r.sampler, steps=int(r.steps),
                       cfg=float(r.cfg), seed=int(r.seed), ground_truth=fo.Classification(label=r.label))
@@ -49,6 +70,9 @@ def _samples(fo, real: pd.DataFrame, synthetic: pd.DataFrame, root: Path, embedd
             s["nn_real_image_id"] = str(m.nn_real_image_id)
             s["nn_distance"] = float(m.nn_distance)
             s["nn_phash_distance"] = int(m.phash_distance)
+        if f is not None:
+            s["knn_ratio"], s["label_prob"] = _number(f.knn_ratio), _number(f.label_prob)
+            s["filter_score"], s["kept"], s["filter_reason"] = _number(f.score), kept, str(f.reason)
         if vectors is not None:
             s["embedding"] = np.asarray(next(vectors), dtype=np.float32)
         yield s
@@ -56,7 +80,8 @@ def _samples(fo, real: pd.DataFrame, synthetic: pd.DataFrame, root: Path, embedd
 
 def build_dataset(real: pd.DataFrame, synthetic: pd.DataFrame, predictions: dict[str, pd.DataFrame],
                   root: Path, embeddings: np.ndarray | None = None, memorization: pd.DataFrame | None = None,
-                  name: str = DATASET, viz_method: str = "pca"):
+                  name: str = DATASET, viz_method: str = "pca", filter_scores: pd.DataFrame | None = None,
+                  skin_tones: pd.DataFrame | None = None):
     """Create (or replace) the dataset from the stage's tables; `embeddings` rows: real, then synthetic."""
     fo = _fo()
     root = Path(root).resolve()
@@ -66,7 +91,8 @@ def build_dataset(real: pd.DataFrame, synthetic: pd.DataFrame, predictions: dict
     # A generator: FiftyOne inserts it in batches, so memory holds one batch of samples, not 459k.
     # Embeddings travel inside the samples (stored as binary): one bulk insert instead of a second
     # pass of per-sample updates, which takes 4x longer.
-    ds.add_samples(_samples(fo, real, synthetic, root, embeddings, memorization), progress=False)
+    ds.add_samples(_samples(fo, real, synthetic, root, embeddings, memorization, filter_scores, skin_tones),
+                   progress=False)
     for model, pred in predictions.items():
         key = "pred_" + model.replace(".", "_").replace("-", "_")
         lookup = {(str(r.image_id)): r for r in pred.itertuples()}
@@ -93,6 +119,9 @@ def _save_views(ds, models: list[str]) -> None:
     ds.save_view("real", ds.match_tags("real"), overwrite=True)
     ds.save_view("synthetic", ds.match_tags("synthetic"), overwrite=True)
     ds.save_view("near_copies", ds.match_tags("near_copy"), overwrite=True)
+    ds.save_view("filtered_out", ds.match_tags("filtered_out"), overwrite=True)
+    for tone in ds.distinct("skin_tone"):  # real and synthetic images of each skin-tone band
+        ds.save_view(f"skin_tone_{tone}", ds.match(F("skin_tone") == tone), overwrite=True)
     for model in models:
         key = "pred_" + model.replace(".", "_").replace("-", "_")
         wrong = ds.match_tags("test").match(F(f"{key}.label") != F("ground_truth.label"))
@@ -108,4 +137,4 @@ def dataset_counts(name: str = DATASET) -> dict[str, int]:
     fo = _fo()
     ds = fo.load_dataset(name)
     return {"real": len(ds.match_tags("real")), "synthetic": len(ds.match_tags("synthetic")),
-            "near_copy": len(ds.match_tags("near_copy"))}
+            "near_copy": len(ds.match_tags("near_copy")), "filtered_out": len(ds.match_tags("filtered_out"))}

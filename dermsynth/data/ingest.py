@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dermsynth.contracts import MANIFEST_COLUMNS
 from dermsynth.data.images import ImageProblem, load_image_and_digest
 from dermsynth.data.records import TOO_SMALL, IngestError, Quarantined, Record
 from dermsynth.data.republished import DEFAULT_PRIORITY, DUPLICATES_COLUMNS, collapse
@@ -20,8 +21,6 @@ from dermsynth.data.sources import ham10000, isic2019, isic2020, isic2024
 from dermsynth.parallel import pmap
 
 SOURCES = {m.NAME: m for m in (ham10000, isic2019, isic2020, isic2024)}
-MANIFEST_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "file", "width", "height", "diagnosis",
-                    "also_in"]
 QUARANTINE_COLUMNS = ["source", "image_id", "reason", "file", "detail"]
 
 

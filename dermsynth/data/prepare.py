@@ -8,22 +8,28 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from dermsynth.contracts import PREPARED_COLUMNS, PREPARED_EXTRA_COLUMNS
 from dermsynth.data.dedup import near_duplicate_pairs, phash64
 from dermsynth.data.images import load_image
 from dermsynth.data.preprocess import PrepConfig, preprocess_image, remove_hair, to_working
 from dermsynth.data.split import assign_splits, group_ids
+from dermsynth.data.subgroups import ita, skin_tone
 from dermsynth.parallel import pmap
 
-PREPARED_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "split", "path", "width", "height"]
+# ITA is a colour median: 128 px of the whole photograph hold enough skin, and cost little at any size
+ITA_SHORT = 128
 
 
-def _one(raw_root: Path, out_dir: Path, repo_root: Path, cfg: PrepConfig, row: tuple[str, str, str]) -> tuple[str, int]:
+def _one(raw_root: Path, out_dir: Path, repo_root: Path, cfg: PrepConfig,
+         row: tuple[str, str, str]) -> tuple[str, int, float]:
     source, image_id, file = row
-    img = preprocess_image(load_image(raw_root, file, cfg.working_short), cfg)
+    work = to_working(load_image(raw_root, file, cfg.working_short), cfg.working_short)
+    img = preprocess_image(work, cfg)
     dst = out_dir / source / f"{image_id}.png"
     # PNG, not JPEG: lossless, and the same pixels give the same bytes (DVC hashes stay put).
     cv2.imwrite(str(dst), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    return dst.relative_to(repo_root).as_posix(), phash64(img)
+    # skin tone from the whole photograph: the centred crop is mostly lesion
+    return dst.relative_to(repo_root).as_posix(), phash64(img), ita(to_working(work, ITA_SHORT))
 
 
 def preprocess_all(interim: pd.DataFrame, raw_root: Path, out_dir: Path, repo_root: Path, cfg: PrepConfig,
@@ -35,8 +41,10 @@ def preprocess_all(interim: pd.DataFrame, raw_root: Path, out_dir: Path, repo_ro
     fn = functools.partial(_one, raw_root.resolve(), out_dir.resolve(), repo_root.resolve(), cfg)
     done = pmap(fn, rows, workers, desc="preprocess")
     df = interim.copy()
-    df["path"] = [p for p, _ in done]
-    df["phash"] = [f"{h:016x}" for _, h in done]
+    df["path"] = [p for p, _, _ in done]
+    df["phash"] = [f"{h:016x}" for _, h, _ in done]
+    df["ita"] = [round(a, 2) for _, _, a in done]  # NaN (empty in the CSV) when too little skin shows
+    df["skin_tone"] = [skin_tone(a) for _, _, a in done]
     df["width"] = df["height"] = cfg.size
     return df
 
@@ -52,8 +60,12 @@ def build_manifest(df: pd.DataFrame, phash_distance: int, val_fraction: float, t
     out["duplicate_cluster"] = dup
     out["group"] = groups
     out["split"] = assign_splits(out, groups, val_fraction, test_fraction, seed)
-    cols = PREPARED_COLUMNS + ["diagnosis", "also_in", "phash", "duplicate_cluster", "group"]
-    out = out[cols].sort_values(["source", "image_id"], ignore_index=True)
+    for col in ("sex", "age_band", "site", "skin_tone"):  # manifests from before the attributes: all unknown
+        if col not in out:
+            out[col] = "unknown"
+    if "ita" not in out:
+        out["ita"] = np.nan
+    out = out[PREPARED_COLUMNS + PREPARED_EXTRA_COLUMNS].sort_values(["source", "image_id"], ignore_index=True)
     dup_sizes = pd.Series(dup).value_counts()
     cross_src = out.groupby("duplicate_cluster")["source"].nunique()
     summary = {
@@ -63,6 +75,7 @@ def build_manifest(df: pd.DataFrame, phash_distance: int, val_fraction: float, t
         "images_in_duplicate_clusters": int(dup_sizes[dup_sizes > 1].sum()),
         "cross_source_duplicate_clusters": int((cross_src > 1).sum()),
         "splits": {s: {lab: int(n) for lab, n in g.groupby("label").size().items()} for s, g in out.groupby("split")},
+        "skin_tone": {k: int(v) for k, v in out["skin_tone"].value_counts().sort_index().items()},
     }
     return out, summary
 

@@ -40,6 +40,9 @@ class Record:
     patient_id: str
     file: str  # relative to the raw root; "<file.hdf5>#<key>" for an hdf5 entry
     diagnosis: str = ""
+    sex: str = "unknown"  # harmonised (dermsynth.data.subgroups); unknown stays unknown
+    age_band: str = "unknown"
+    site: str = "unknown"
 
 
 @dataclass
@@ -135,7 +138,8 @@ def resolve_rows(
             continue
         res.records.append(Record(source=source, image_id=image_id, label=label,
                                   lesion_id=extra.get("lesion_id", ""), patient_id=extra.get("patient_id", ""),
-                                  file=file, diagnosis=extra.get("diagnosis", "")))
+                                  file=file, diagnosis=extra.get("diagnosis", ""),
+                                  **{k: extra[k] for k in ("sex", "age_band", "site") if k in extra}))
     if index is not None:
         for stem, paths in index.items():
             if stem not in used:

@@ -67,26 +67,32 @@ def ita_of_lab(lightness: float, b: float) -> float:
     return math.degrees(math.atan2(lightness - 50.0, b))  # = arctan((L* - 50) / b*) for b* > 0, defined at b* = 0
 
 
-def skin_mask(img: np.ndarray) -> np.ndarray:
-    """Pixels of skin: outside the lesion's box (grown by a quarter), not hair, not the black vignette."""
+def skin_mask(img: np.ndarray, grow: float = 0.25) -> np.ndarray:
+    """Pixels of skin: outside the lesion's box (grown by `grow` of its size per side), not hair, not the
+    black vignette. `grow=0` for lesion-centred crops, where little skin shows around the box."""
     h, w = img.shape[:2]
     mask = np.ones((h, w), bool)
     box = lesion_box(remove_hair(img))  # a hair across the lesion would stretch its box over the image
     if box is not None:
         x0, y0, x1, y1 = box
-        gx, gy = (x1 - x0) // 4, (y1 - y0) // 4
+        gx, gy = int((x1 - x0) * grow), int((y1 - y0) * grow)
         mask[max(y0 - gy, 0):y1 + gy, max(x0 - gx, 0):x1 + gx] = False
     mask &= hair_mask(img, 0.04, 10) == 0
     mask &= cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) > 25
     return mask
 
 
-def ita(img: np.ndarray, min_pixels: int = 50) -> float:
+def ita(img: np.ndarray, min_pixels: int = 50, grow: float = 0.25) -> float:
     """ITA (degrees) of the skin around the lesion of an RGB uint8 image; NaN when too little skin shows.
 
     Medians of L* and b* over the skin pixels: robust to leftover hair, freckles and reflections."""
-    mask = skin_mask(img)
+    mask = skin_mask(img, grow)
     if mask.sum() < min_pixels:
         return math.nan
     lab = cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)  # float input: L* 0-100, b* in units
-    return ita_of_lab(float(np.median(lab[..., 0][mask])), float(np.median(lab[..., 2][mask])))
+    lightness, b = lab[..., 0][mask], lab[..., 2][mask]
+    # What is left of the lesion's halo, hair and the dermoscope's dark rim is darker than skin, never lighter:
+    # drop the dark tail (beyond 2 robust standard deviations) before taking the medians
+    mid = np.median(lightness)
+    keep = lightness >= mid - 2.0 * 1.4826 * np.median(np.abs(lightness - mid))
+    return ita_of_lab(float(np.median(lightness[keep])), float(np.median(b[keep])))

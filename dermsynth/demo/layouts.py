@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dermsynth.demo.phantom import STYLES, Lesion, render, sample_lesion
+from dermsynth.data.subgroups import skin_tone
+from dermsynth.demo.phantom import STYLES, Lesion, photographed_ita, render, render_with_truth, sample_lesion, sample_skin
 from dermsynth.errors import UserValueError
 
 HAM_MALIGNANT_DX = ["mel", "bcc", "akiec"]
@@ -75,31 +76,48 @@ def _jpeg(arr: np.ndarray, quality: int = 90, **kw) -> bytes:
 
 
 def _photos(source: str, spec: DemoSpec, rng: np.random.Generator):
-    """(lesion index, lesion, image) for every photograph of the source.
+    """(lesion index, lesion, image, true skin ITA) for every photograph of the source.
 
     The small demo draws every image before its metadata (the random stream, and so the versioned
-    demo files, depend on that order); the scale profile streams them, so memory holds one image."""
+    demo files, depend on that order); the scale profile streams them, so memory holds one image.
+    Skin tones come from a stream of their own, so the rest of the demo is drawn as before."""
+    tones = rng.spawn(1)[0]
+
     def gen():
         n_mal = int(round(spec.lesions * spec.malignant))
         labels = ["malignant"] * n_mal + ["benign"] * (spec.lesions - n_mal)
         rng.shuffle(labels)
         for li, label in enumerate(labels):
             lesion = sample_lesion(label, rng)
+            skin, _ = sample_skin(source, tones)
             for _ in range(int(rng.integers(spec.photos[0], spec.photos[1] + 1))):
-                yield li, lesion, _render(lesion, source, spec, rng)
+                yield li, lesion, *_render(lesion, source, spec, rng, skin)
 
     return gen() if spec.render_short else list(gen())
 
 
-def _render(lesion: Lesion, source: str, spec: DemoSpec, rng: np.random.Generator) -> np.ndarray:
+def _render(lesion: Lesion, source: str, spec: DemoSpec, rng: np.random.Generator,
+            skin: tuple[int, int, int]) -> tuple[np.ndarray, float]:
+    """The photograph and the ITA of its skin as photographed (NaN in the scale profile: not measured)."""
     w, h = spec.size
-    if not spec.render_short or min(w, h) <= spec.render_short:
-        return render(lesion, STYLES[source], w, h, rng)
+    if not spec.render_short:
+        img, truth = render_with_truth(lesion, STYLES[source], w, h, rng, skin_rgb=skin)
+        return img, round(photographed_ita(truth), 2)
+    if min(w, h) <= spec.render_short:
+        return render(lesion, STYLES[source], w, h, rng, skin_rgb=skin), float("nan")
     k = spec.render_short / min(w, h)
-    small = render(lesion, STYLES[source], max(int(round(w * k)), 1), max(int(round(h * k)), 1), rng)
+    small = render(lesion, STYLES[source], max(int(round(w * k)), 1), max(int(round(h * k)), 1), rng, skin_rgb=skin)
     import cv2
 
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), float("nan")
+
+
+TRUTH_FILE = "phantom_skin_truth.csv"  # demo only: the skin tone each phantom was photographed with
+
+
+def _note(truth: list | None, source: str, image_id: str, skin_ita: float) -> None:
+    if truth is not None:
+        truth.append({"source": source, "image_id": image_id, "ita": skin_ita, "skin_tone": skin_tone(skin_ita)})
 
 
 def _patients(n_lesions: int, rng: np.random.Generator, prefix: str) -> list[str]:
@@ -111,12 +129,14 @@ def _patients(n_lesions: int, rng: np.random.Generator, prefix: str) -> list[str
     return ids[:n_lesions]
 
 
-def write_ham10000(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool) -> list[tuple[str, Path, dict]]:
+def write_ham10000(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool,
+                   truth: list | None = None) -> list[tuple[str, Path, dict]]:
     """Writes the HAM10000 layout; returns (image_id, file, metadata row) of every image."""
     root.mkdir(parents=True, exist_ok=True)
     rows, images = [], []
-    for i, (li, lesion, img) in enumerate(_photos("ham10000", spec, rng)):
+    for i, (li, lesion, img, skin_ita) in enumerate(_photos("ham10000", spec, rng)):
         image_id = f"ISIC_{24306 + i:07d}"
+        _note(truth, "ham10000", image_id, skin_ita)
         dx_pool = HAM_MALIGNANT_DX if lesion.label == "malignant" else HAM_BENIGN_DX
         dx = dx_pool[int(rng.choice(len(dx_pool), p=[0.6, 0.3, 0.1] if len(dx_pool) == 3 else [0.7, 0.2, 0.05, 0.05]))]
         rows.append(dict(
@@ -151,12 +171,13 @@ def write_ham10000(root: Path, spec: DemoSpec, rng: np.random.Generator, defects
 
 
 def write_isic2019(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool,
-                   ham_images: list, republish: slice = slice(10, 16)) -> None:
+                   ham_images: list, republish: slice = slice(10, 16), truth: list | None = None) -> None:
     img_dir = root / "ISIC_2019_Training_Input"
     img_dir.mkdir(parents=True, exist_ok=True)
     gt, meta = [], []
-    for i, (li, lesion, img) in enumerate(_photos("isic2019", spec, rng)):
+    for i, (li, lesion, img, skin_ita) in enumerate(_photos("isic2019", spec, rng)):
         image_id = f"ISIC_{60000 + i:07d}"
+        _note(truth, "isic2019", image_id, skin_ita)
         if lesion.label == "malignant":
             cls = str(rng.choice(["MEL", "BCC", "AK", "SCC"], p=[0.5, 0.3, 0.1, 0.1]))
         else:
@@ -186,7 +207,8 @@ def write_isic2019(root: Path, spec: DemoSpec, rng: np.random.Generator, defects
     pd.DataFrame(meta).to_csv(root / "ISIC_2019_Training_Metadata.csv", index=False)
 
 
-def write_isic2020(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool, duplicates: int = 0) -> None:
+def write_isic2020(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool, duplicates: int = 0,
+                   truth: list | None = None) -> None:
     """`duplicates` > 0: that many images published twice under two ids (re-encoded), listed in
     ISIC_2020_Training_Duplicates.csv as the real archive does."""
     img_dir = root / "train"
@@ -195,8 +217,9 @@ def write_isic2020(root: Path, spec: DemoSpec, rng: np.random.Generator, defects
     patients = _patients(spec.lesions, rng, "IP_")
     rows, pairs = [], []
     every = max(spec.lesions // duplicates, 1) if duplicates else 0
-    for i, (li, lesion, img) in enumerate(photos):
+    for i, (li, lesion, img, skin_ita) in enumerate(photos):
         image_name = f"ISIC_{80000 + i:07d}"
+        _note(truth, "isic2020", image_name, skin_ita)
         mal = lesion.label == "malignant"
         rows.append(dict(
             image_name=image_name, patient_id=patients[li], sex=str(rng.choice(["male", "female"])),
@@ -225,13 +248,14 @@ def write_isic2020(root: Path, spec: DemoSpec, rng: np.random.Generator, defects
     pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
 
 
-def write_isic2024(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool) -> None:
+def write_isic2024(root: Path, spec: DemoSpec, rng: np.random.Generator, defects: bool, truth: list | None = None) -> None:
     root.mkdir(parents=True, exist_ok=True)
     patients = _patients(spec.lesions, rng, "IP_9")
     rows = []
     with h5py.File(root / "train-image.hdf5", "w") as f:
-        for i, (li, lesion, img) in enumerate(_photos("isic2024", spec, rng)):
+        for i, (li, lesion, img, skin_ita) in enumerate(_photos("isic2024", spec, rng)):
             isic_id = f"ISIC_{100000 + i:07d}"
+            _note(truth, "isic2024", isic_id, skin_ita)
             mal = lesion.label == "malignant"
             rows.append(dict(isic_id=isic_id, target=int(mal), patient_id=patients[li],
                              age_approx=float(rng.integers(6, 17) * 5), sex=str(rng.choice(["male", "female"])),
@@ -263,13 +287,15 @@ def write_demo(
     republish = slice(None) if scale else slice(10, 16)
     n_dup = int(round(ISIC2020_DUPLICATE_SHARE * specs["isic2020"].lesions)) if scale and "isic2020" in specs else 0
     rngs = {s: np.random.default_rng([seed, i]) for i, s in enumerate(STYLES)}
-    ham = []
+    ham, truth = [], []
     if "ham10000" in specs:
-        ham = write_ham10000(raw_dir / "ham10000", specs["ham10000"], rngs["ham10000"], defects)
+        ham = write_ham10000(raw_dir / "ham10000", specs["ham10000"], rngs["ham10000"], defects, truth)
     if "isic2019" in specs:
-        write_isic2019(raw_dir / "isic2019", specs["isic2019"], rngs["isic2019"], defects, ham, republish)
+        write_isic2019(raw_dir / "isic2019", specs["isic2019"], rngs["isic2019"], defects, ham, republish, truth)
     if "isic2020" in specs:
-        write_isic2020(raw_dir / "isic2020", specs["isic2020"], rngs["isic2020"], defects, n_dup)
+        write_isic2020(raw_dir / "isic2020", specs["isic2020"], rngs["isic2020"], defects, n_dup, truth)
     if "isic2024" in specs:
-        write_isic2024(raw_dir / "isic2024", specs["isic2024"], rngs["isic2024"], defects)
+        write_isic2024(raw_dir / "isic2024", specs["isic2024"], rngs["isic2024"], defects, truth)
+    if not scale:  # the scale profile does not measure its phantoms' skin (they are drawn small and upscaled)
+        pd.DataFrame(truth, columns=["source", "image_id", "ita", "skin_tone"]).to_csv(raw_dir / TRUTH_FILE, index=False)
     return raw_dir

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dermsynth.data.subgroups import ita_of_lab
+
 # The class separation of the latent score; Phi(0.9) ~ 0.82 is the Bayes balanced accuracy.
 CLASS_MU = 0.9
 
@@ -81,6 +83,41 @@ def sample_lesion(label: str, rng: np.random.Generator) -> Lesion:
     )
 
 
+# Skin tones the demo draws per lesion, as ITA bands (dermsynth.data.subgroups, Del Bino et al.): the range
+# of the painted colour's ITA per band. The photograph's skin comes out darker than the paint (lighting,
+# vignetting, contrast: measured 3 to 15 degrees of ITA, most in the middle bands), so each range sits
+# that much above its band's centre, and the photographed skin lands inside the band.
+TONE_RANGES = {"very_light": (63.0, 68.0), "light": (51.0, 55.0), "intermediate": (40.0, 44.0), "tan": (28.0, 34.0),
+               "brown": (-2.0, 10.0), "dark": (-37.0, -29.0)}
+# Share of each band per source: mostly light skin, as in the real archives (Kinyanjui et al., 2020)
+TONE_MIX = {
+    "ham10000": {"very_light": 0.35, "light": 0.35, "intermediate": 0.17, "tan": 0.08, "brown": 0.04, "dark": 0.01},
+    "isic2019": {"very_light": 0.30, "light": 0.35, "intermediate": 0.18, "tan": 0.10, "brown": 0.05, "dark": 0.02},
+    "isic2020": {"very_light": 0.30, "light": 0.30, "intermediate": 0.20, "tan": 0.12, "brown": 0.06, "dark": 0.02},
+    "isic2024": {"very_light": 0.20, "light": 0.30, "intermediate": 0.22, "tan": 0.15, "brown": 0.09, "dark": 0.04},
+}
+
+
+def skin_of_ita(ita_degrees: float, b: float = 16.0, a: float = 11.0) -> tuple[int, int, int]:
+    """The sRGB colour with CIELAB b* = `b`, a* = `a` and the given ITA (L* = 50 + b* tan ITA)."""
+    lab = np.array([[[50.0 + b * np.tan(np.radians(ita_degrees)), a, b]]], np.float32)
+    rgb = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)[0, 0]
+    return tuple(int(round(c)) for c in np.clip(rgb * 255.0, 0, 255))
+
+
+def sample_skin(source: str, rng: np.random.Generator) -> tuple[tuple[int, int, int], float]:
+    """(skin RGB, its true ITA in degrees) of one patient of `source`."""
+    mix = TONE_MIX[source]
+    band = str(rng.choice(list(mix), p=list(mix.values())))
+    ita = float(rng.uniform(*TONE_RANGES[band]))
+    rgb = skin_of_ita(ita, float(rng.uniform(13.0, 19.0)), float(rng.uniform(8.0, 14.0)))
+    return rgb, ita
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
 def _smooth_noise(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-std low-frequency noise."""
     n = rng.standard_normal((h, w)).astype(np.float32)
@@ -110,6 +147,14 @@ class Truth:
     lesion: np.ndarray  # bool, inside the lesion's border
 
 
+def photographed_ita(truth: "Truth") -> float:
+    """Ground truth of the demo's skin tone: ITA of the skin as photographed (hairless twin, outside the
+    lesion, inside the dermoscope's field), medians of L* and b* as dermsynth.data.subgroups.ita takes them."""
+    lab = cv2.cvtColor(truth.hairless.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    skin = ~truth.lesion & (cv2.cvtColor(truth.hairless, cv2.COLOR_RGB2GRAY) > 25)
+    return ita_of_lab(float(np.median(lab[..., 0][skin])), float(np.median(lab[..., 2][skin])))
+
+
 HAIR_CONTRAST = 10  # grey levels: five times the sensor noise's sigma, so a "hair pixel" is visible hair
 
 
@@ -119,9 +164,11 @@ def render(
     width: int,
     height: int,
     rng: np.random.Generator,
+    skin_rgb: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
-    """One photograph of `lesion` as an RGB uint8 array of shape (height, width, 3)."""
-    return render_with_truth(lesion, style, width, height, rng, truth=False)[0]
+    """One photograph of `lesion` as an RGB uint8 array of shape (height, width, 3); `skin_rgb`
+    replaces the source's skin colour (the patient's own tone)."""
+    return render_with_truth(lesion, style, width, height, rng, truth=False, skin_rgb=skin_rgb)[0]
 
 
 def render_with_truth(
@@ -131,6 +178,7 @@ def render_with_truth(
     height: int,
     rng: np.random.Generator,
     truth: bool = True,
+    skin_rgb: tuple[int, int, int] | None = None,
 ) -> tuple[np.ndarray, Truth | None]:
     """`render`, and (truth=True) its hairless twin drawn from the same random draws.
 
@@ -139,9 +187,11 @@ def render_with_truth(
     short = min(h, w)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
 
-    # Skin: source tone, per-image lighting, low-frequency mottling.
+    # Skin: patient (or source) tone, per-image lighting, low-frequency mottling.
     light = rng.uniform(0.9, 1.08)
-    skin = np.array(style.skin_rgb, np.float32) * light
+    if skin_rgb is not None:  # a patient's tone with ground truth: lighting within +-2 %, a degree or two of ITA
+        light = 0.98 + (light - 0.9) / 0.18 * 0.04
+    skin = np.array(skin_rgb if skin_rgb is not None else style.skin_rgb, np.float32) * light
     img = np.ones((h, w, 3), np.float32) * skin
     img += _smooth_noise(h, w, short / 12, rng)[..., None] * 9
     img += _smooth_noise(h, w, 1.2, rng)[..., None] * 3
@@ -167,11 +217,14 @@ def render_with_truth(
     px, py = cx + r0 * (ax * ca - ay * sa), cy + r0 * (ax * sa + ay * ca)
     core = np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * (0.6 * r0) ** 2))
     tex = _smooth_noise(h, w, max(r0 / 6, 1), trng)
-    pig = np.array(lesion.base_rgb, np.float32)[None, None, :] * (1.15 - 0.35 * core[..., None])
+    # On a patient's own skin the pigment keeps its contrast to the skin: melanin darkens what is there, so
+    # a lesion on dark skin is darker than the same lesion on light skin (and stays visible)
+    tint = 1.0 if skin_rgb is None else float(np.clip(_luminance(skin_rgb) / _luminance(style.skin_rgb), 0.3, 1.15))
+    pig = np.array(lesion.base_rgb, np.float32)[None, None, :] * tint * (1.15 - 0.35 * core[..., None])
     pig *= 1 + 0.12 * tex[..., None]
     if lesion.veil > 0.05:
         veil = np.clip(_smooth_noise(h, w, r0 / 3, trng) + 1.2 * core - 0.6, 0, 1) * lesion.veil
-        pig = pig * (1 - veil[..., None]) + np.array([95, 105, 135], np.float32) * veil[..., None]
+        pig = pig * (1 - veil[..., None]) + np.array([95, 105, 135], np.float32) * tint * veil[..., None]
     if lesion.blotches > 0.05:
         blot = (_smooth_noise(h, w, max(r0 / 8, 1), trng) > 1.4 - lesion.blotches).astype(np.float32)
         blot = cv2.GaussianBlur(blot, (0, 0), 1.0) * lesion.blotches

@@ -8,7 +8,9 @@ import great_expectations.expectations as gxe
 import pandas as pd
 from PIL import Image
 
+from dermsynth.contracts import ATTRIBUTES
 from dermsynth.data.records import LABELS
+from dermsynth.data.subgroups import AGE_BANDS, SITES, SKIN_TONES, UNKNOWN
 from dermsynth.quality.gate import Table
 
 
@@ -19,6 +21,11 @@ class QualityConfig:
     min_split_rows: int = 10
     min_pixel_std: float = 2.0  # synthetic images flatter than this are blank
     min_pixel_mean: float = 8.0  # ... darker than this are black
+    max_subgroup_shift: float = 0.25  # a group's share of its attribute may differ by at most this between splits
+    min_subgroup_rows: int = 20  # ... checked where the group has this many images in every split (fewer: noise)
+
+VOCABULARY = {"sex": ["male", "female", UNKNOWN], "age_band": [n for _, n in AGE_BANDS] + [UNKNOWN],
+              "site": [*SITES, UNKNOWN], "skin_tone": [*SKIN_TONES, UNKNOWN]}
 
 
 def _why(text: str) -> dict:
@@ -83,6 +90,30 @@ def balance(manifest: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_split, label_stats(test, "subset")], ignore_index=True)
 
 
+def subgroup_mix(manifest: pd.DataFrame, min_rows: int = 20) -> pd.DataFrame:
+    """Per attribute and group: count and share in each split, and the largest share difference between splits.
+
+    Splits are drawn by lesion group at random, so a group's share should be about the same in each;
+    a large shift means a test set that over- or under-represents a patient group. `max_shift` is left
+    empty (not gated) for a group with fewer than `min_rows` images in some split: its shares are noise."""
+    rows = []
+    splits = [s for s in ("train", "val", "test") if (manifest["split"] == s).any()]
+    for attr in ATTRIBUTES:
+        if attr not in manifest.columns:
+            continue
+        shares = pd.crosstab(manifest[attr], manifest["split"], normalize="columns").reindex(columns=splits, fill_value=0)
+        counts = pd.crosstab(manifest[attr], manifest["split"]).reindex(columns=splits, fill_value=0)
+        malignant = pd.crosstab(manifest[attr], manifest["label"] == "malignant").reindex(columns=[True], fill_value=0)
+        for group in shares.index:
+            rows.append({"attribute": attr, "group": group, **{f"n_{s}": int(counts.at[group, s]) for s in splits},
+                         **{f"share_{s}": round(float(shares.at[group, s]), 4) for s in splits},
+                         "n_malignant": int(malignant.at[group, True]),
+                         "max_shift": round(float(shares.loc[group].max() - shares.loc[group].min()), 4)
+                         if counts.loc[group].min() >= min_rows else None})
+    return pd.DataFrame(rows, columns=["attribute", "group", *[f"n_{s}" for s in splits],
+                                       *[f"share_{s}" for s in splits], "n_malignant", "max_shift"])
+
+
 def prepared_suite(manifest: pd.DataFrame, repo_root: Path, size: int, cfg: QualityConfig) -> list[Table]:
     files = image_files(manifest, repo_root)
     return [
@@ -96,6 +127,8 @@ def prepared_suite(manifest: pd.DataFrame, repo_root: Path, size: int, cfg: Qual
                                                      meta=_why("all three splits present")),
             gxe.ExpectCompoundColumnsToBeUnique(column_list=["source", "image_id"]),
             gxe.ExpectColumnValuesToBeUnique(column="path"),
+            *[gxe.ExpectColumnValuesToBeInSet(column=a, value_set=v, meta=_why("harmonised vocabulary; unknown stays"))
+              for a, v in VOCABULARY.items() if a in manifest.columns],
         ]),
         Table("image_files", files, [
             gxe.ExpectColumnValuesToBeInSet(column="exists", value_set=[True], meta=_why("every listed image exists")),
@@ -110,6 +143,11 @@ def prepared_suite(manifest: pd.DataFrame, repo_root: Path, size: int, cfg: Qual
                                               meta=_why("quality.min_minority_fraction per split and test set")),
             gxe.ExpectColumnValuesToBeBetween(column="n", min_value=cfg.min_split_rows,
                                               meta=_why("quality.min_split_rows")),
+        ]),
+        Table("subgroup_mix", subgroup_mix(manifest, cfg.min_subgroup_rows), [
+            gxe.ExpectColumnValuesToBeBetween(column="max_shift", max_value=cfg.max_subgroup_shift,
+                                              meta=_why("quality.max_subgroup_shift: each patient group about as common "
+                                                        "in every split (groups with quality.min_subgroup_rows+ per split)")),
         ]),
         Table("leakage", leakage(manifest), [
             gxe.ExpectColumnValuesToBeBetween(column="n_splits", max_value=1,

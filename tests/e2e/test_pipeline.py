@@ -164,6 +164,36 @@ def test_exp_run_at_075_keeps_equal_synthetic_shares(clone, repro):
     _synthetic_shares_equal(clone, 0.75)
 
 
+def test_subgroup_metrics_are_recomputable_from_the_predictions(clone, repro):
+    """reports/metrics/<model>_subgroups.csv = predictions joined with the manifest on image_id."""
+    from dermsynth.classify.subgroups import subgroup_metrics, worst_and_gap
+
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    manifest = pd.read_csv(clone / "data/prepared/manifest.csv", keep_default_na=False, dtype={"image_id": str})
+    for m in MODELS:
+        committed = pd.read_csv(clone / f"reports/metrics/{m}_subgroups.csv", keep_default_na=False,
+                                na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
+        pred = pd.read_csv(clone / f"reports/predictions/{m}.csv", dtype={"image_id": str})
+        again = subgroup_metrics(pred, manifest, params["evaluate"]["bootstrap"], params["seed"])
+        assert len(again) == len(committed)
+        assert np.allclose(again.value, committed.value, equal_nan=True, atol=1e-9)
+        assert np.allclose(again.ci_low, committed.ci_low, equal_nan=True, atol=1e-9)
+        assert set(committed.attribute) == {"sex", "age_band", "site", "skin_tone"}
+        flat = json.loads((clone / f"reports/metrics/{m}.json").read_text())
+        for k, v in worst_and_gap(again).items():
+            assert flat[k] == pytest.approx(v), k
+
+
+def test_skin_tone_of_the_demo_matches_its_ground_truth(clone, repro):
+    manifest = pd.read_csv(clone / "data/prepared/manifest.csv", keep_default_na=False, dtype={"image_id": str})
+    truth = pd.read_csv(clone / "data/raw/phantom_skin_truth.csv")
+    both = manifest.merge(truth, on=["source", "image_id"], suffixes=("", "_true"))
+    assert len(both) == len(manifest)
+    assert (both.skin_tone == both.skin_tone_true).mean() >= 0.9
+    tones = json.loads((clone / "reports/audit/skin_tone.json").read_text())
+    assert set(tones) == {"benign", "malignant"} and all(t["wasserstein_ita_degrees"] >= 0 for t in tones.values())
+
+
 def test_forced_rerun_reproduces_the_lock_and_the_reports(clone, repro):
     """Every output that could vary between identical runs (LoRA checkpoints, classifier files, KID,
     timings) is the same when the stages run again: a fresh clone's `make run` leaves git clean."""
@@ -176,3 +206,21 @@ def test_forced_rerun_reproduces_the_lock_and_the_reports(clone, repro):
         run(["dvc", "repro", "-f", "-s", stage], clone, timeout=3600)
     status = run(["git", "status", "--porcelain"], clone).stdout
     assert status == "", status
+
+
+def test_exp_run_keep_fraction_reruns_only_the_filter_and_what_follows(clone, repro):
+    """`dvc exp run -S filter.keep_fraction=0.8`: the audit and everything upstream stay; the classifiers
+    draw only from the kept 80 % of each class."""
+    out = run(["dvc", "exp", "run", "-S", "ratio=0.5", "-S", "filter.keep_fraction=0.8"], clone, timeout=3600).stdout
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert ran == {"filter", "cards", "audit_dataset"} | {f"{s}@{m}" for s in ("train", "evaluate") for m in MODELS}, ran
+    scores = pd.read_csv(clone / "data/filter/scores.csv", keep_default_na=False)
+    n = CI_PARAMS[("generate", "n_per_class")]
+    flagged = scores[scores.reason.isin(["blank", "near-copy"])].groupby("label").size()
+    for label, g in scores.groupby("label"):
+        assert (g.kept.astype(str) == "True").sum() == min(round(0.8 * n), n - int(flagged.get(label, 0)))
+    kept = set(scores.image_id[scores.kept.astype(str) == "True"])
+    for m in MODELS:
+        used = pd.read_csv(clone / f"models/classifiers/{m}/training_set.csv")
+        synthetic = set(used.image_id[used.origin == "synthetic"])
+        assert synthetic and synthetic <= kept

@@ -115,7 +115,7 @@ def test_dataset_fields_tags_views_and_idempotent_rebuild(tables):
 
     root, m, syn, preds, emb, mem = tables
     ds = build_dataset(m, syn, preds, root, emb, mem, name="dermsynth-test")
-    assert dataset_counts("dermsynth-test") == {"real": len(m), "synthetic": 6, "near_copy": 1}
+    assert dataset_counts("dermsynth-test") == {"real": len(m), "synthetic": 6, "near_copy": 1, "filtered_out": 0}
     s = ds.match_tags("synthetic").first()
     assert s.sampler in ("euler", "plms") and s.prompt == "p" and s.ground_truth.label in ("benign", "malignant")
     r = ds.match_tags("test").first()
@@ -129,6 +129,31 @@ def test_dataset_fields_tags_views_and_idempotent_rebuild(tables):
     ds2 = build_dataset(m, syn, preds, root, emb, mem, name="dermsynth-test")
     assert len(ds2) == len(m) + 6 and len(ds2.get_field_schema()) == n_fields
     ds2.delete()
+
+
+def test_dataset_subgroups_skin_tone_views_and_filter_scores(tables):
+    from dermsynth.audit.dataset import build_dataset, dataset_counts
+    from dermsynth.filter import FilterConfig, select
+
+    root, m, syn, preds, emb, mem = tables
+    scores = select(pd.DataFrame({"image_id": syn.image_id, "label": syn.label, "blank": False,
+                                  "near_copy": mem.near_copy.to_numpy(), "knn_ratio": np.linspace(1, 2, 6),
+                                  "label_prob": 0.7}), FilterConfig(keep_fraction=1.0))
+    tones = pd.DataFrame({"image_id": list(syn.image_id) + list(m.image_id),
+                          "origin": ["synthetic"] * 6 + ["real"] * len(m), "label": "benign",
+                          "ita": [12.5] * 6 + [40.0] * len(m), "skin_tone": ["tan"] * 6 + ["intermediate"] * len(m)})
+    ds = build_dataset(m, syn, preds, root, emb, mem, name="dermsynth-test-sub", filter_scores=scores, skin_tones=tones)
+    assert dataset_counts("dermsynth-test-sub")["filtered_out"] == 1  # the near-copy
+    real = ds.match_tags("real").first()
+    row = m.set_index("image_id").loc[real.image_id]
+    assert (real.sex, real.age_band, real.site, real.skin_tone) == (row.sex, row.age_band, row.site, row.skin_tone)
+    assert real.crop_ita == 40.0 and (real.ita is None or real.ita == pytest.approx(float(row.ita)))
+    s = ds.match_tags("synthetic").match_tags("filtered_out", bool=False).first()
+    assert s.ita == 12.5 and s.skin_tone == "tan" and s.kept is True and s.label_prob == 0.7 and s.knn_ratio >= 1
+    views = set(ds.list_saved_views())
+    assert {"filtered_out", "skin_tone_tan"} <= views and {f"skin_tone_{t}" for t in set(m.skin_tone)} <= views
+    assert len(ds.load_saved_view("skin_tone_tan")) == 6 + int((m.skin_tone == "tan").sum())
+    ds.delete()
 
 
 def _synthetic_like(root, m, n=10):
@@ -178,3 +203,33 @@ def test_standard_embedder_from_a_local_weights_file(prepared_session, tmp_path)
     assert torch.allclose(ext(x), want, atol=1e-5)  # the file's weights, not a random init
     with pytest.raises(FileNotFoundError, match="audit.features"):
         build_feature_model(m, tmp_path / "f2", "resnet18", 32, 1, 0, weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_skin_tone_of_synthetic_against_real_measured_alike(prepared_session, tmp_path):
+    """The same images as 'synthetic' are at distance 0; darkened copies move ITA down and the bands apart."""
+    import cv2
+
+    from dermsynth.audit.skin_tone import distances, histogram, measure
+    from dermsynth.contracts import SKIN_TONE_COLUMNS
+
+    root, m = prepared_session
+    real = m[m.split == "train"]
+    same = measure(real, real.assign(image_id="syn_" + real.image_id), root, workers=1)
+    assert list(same.columns) == SKIN_TONE_COLUMNS and len(same) == 2 * len(real)
+    assert same.ita.notna().mean() > 0.9  # lesion-centred crops still show skin outside the lesion's box
+    for label, d in distances(same).items():
+        assert d["wasserstein_ita_degrees"] == 0 and d["total_variation_bands"] == 0
+    dark_rows = []
+    for r in real.itertuples():
+        img = cv2.imread(str(root / r.path))
+        dst = tmp_path / f"dark_{r.image_id}.png"
+        cv2.imwrite(str(dst), (img * 0.6).astype("uint8"))  # darker skin, the same lesions
+        dark_rows.append({"image_id": f"dark_{r.image_id}", "label": r.label, "path": str(dst)})
+    import pandas as pd
+
+    dark = measure(real, pd.DataFrame(dark_rows), root, workers=1)
+    for label, d in distances(dark).items():
+        assert d["median_ita_synthetic"] < d["median_ita_real"] - 10
+        assert d["wasserstein_ita_degrees"] > 10 and d["total_variation_bands"] > 0.3
+    histogram(dark, tmp_path / "ita.png")
+    assert (tmp_path / "ita.png").stat().st_size > 5000

@@ -173,6 +173,30 @@ def test_report_pairs_on_data_seed_too_and_draws_the_real_fraction_grid(tmp_path
     assert "0.25" in grid and (tmp_path / "rep/ratio_grid.png").stat().st_size > 5000
 
 
+def test_report_tracks_the_subgroup_gap_and_keeps_filtered_runs_apart(tmp_path, mlflow_store):
+    """Filtered and unfiltered runs at the same ratio are two conditions; the AUROC gap between patient
+    groups is a metric of its own, paired against ratio 0 (here synthetic images halve it)."""
+    from dermsynth.report import write_report
+
+    for keep in (1.0, 0.8):
+        for ratio in (0.0, 0.5):
+            for seed in (1, 2, 3):
+                with tracking.start_run("r", {"ratio": ratio, "model": "m", "seed": seed, "data_seed": 1,
+                                              "synthetic_class_mix": "match_real", "filter_policy": "combined",
+                                              "keep_fraction": keep}) as (mlflow, _):
+                    mlflow.log_metrics({**{f"isic_{k}": 0.7 + 0.05 * keep + 0.001 * seed for k in METRICS},
+                                        "isic_auc_gap_skin_tone": (0.2 - 0.2 * ratio) + 0.002 * seed})
+    s = write_report(tracking.runs(), tmp_path / "rep")
+    assert set(s["filter"]) == {"combined 1", "combined 0.8"}
+    auc = s[(s.metric == "auc") & (s.ratio == 0.5)].set_index("filter")["mean"]
+    assert auc["combined 0.8"] == pytest.approx(0.742) and auc["combined 1"] == pytest.approx(0.752)
+    gap = s[(s.metric == "auc_gap_skin_tone") & (s.ratio == 0.5) & (s["filter"] == "combined 1")].iloc[0]
+    assert gap.delta == pytest.approx(-0.1) and gap.replicates == 3
+    md = (tmp_path / "rep/ratio_sweep.md").read_text()
+    assert "filter combined 0.8" in md and "AUROC gap between the best and the worst patient group" in md
+    assert (tmp_path / "rep/subgroup_gap.png").stat().st_size > 5000
+
+
 def test_training_is_reproducible(prepared_session, tmp_path):
     from safetensors.torch import load_file
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.data.records import IngestError
+from dermsynth.data.subgroups import age_band, harmonise_sex, harmonise_site
 
 
 def read_table(path: Path, required: list[str]) -> pd.DataFrame:
@@ -28,3 +29,8 @@ def find_file(folder: Path, names: list[str]) -> Path | None:
             if cand.is_file():
                 return cand
     return None
+
+
+def attributes(row: dict, sex: str, age: str, site: str) -> dict:
+    """Harmonised patient-group attributes from a metadata row's own column names (absent = unknown)."""
+    return {"sex": harmonise_sex(row.get(sex)), "age_band": age_band(row.get(age)), "site": harmonise_site(row.get(site))}

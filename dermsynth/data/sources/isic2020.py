@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dermsynth.data.records import SourceResult, clean, index_images, resolve_rows
-from dermsynth.data.sources.common import find_file, read_table
+from dermsynth.data.sources.common import attributes, find_file, read_table
 
 NAME = "isic2020"
 METADATA = "train.csv"
@@ -30,12 +30,12 @@ def label_of(target: str, benign_malignant: str) -> tuple[str | None, str]:
 
 def read(folder: Path, raw_root: Path) -> SourceResult:
     df = read_table(find_file(folder, [METADATA]), ["image_name", "patient_id", "target"])
-    bm = df["benign_malignant"] if "benign_malignant" in df.columns else [""] * len(df)
-    dx = df["diagnosis"] if "diagnosis" in df.columns else [""] * len(df)
     rows = []
-    for name, pid, t, b, d in zip(df["image_name"], df["patient_id"], df["target"], bm, dx):
-        label, why = label_of(t, b)
-        rows.append((clean(name), label, why, {"lesion_id": "", "patient_id": clean(pid), "diagnosis": clean(d)}))
+    for r in df.to_dict("records"):
+        label, why = label_of(r["target"], r.get("benign_malignant", ""))
+        rows.append((clean(r["image_name"]), label, why,
+                     {"lesion_id": "", "patient_id": clean(r["patient_id"]), "diagnosis": clean(r.get("diagnosis")),
+                      **attributes(r, "sex", "age_approx", "anatom_site_general_challenge")}))
     res = resolve_rows(NAME, rows, raw_root, index_images(folder))
     dup_file = find_file(folder, [DUPLICATES])
     if dup_file is not None:

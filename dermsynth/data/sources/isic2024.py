@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 
 from dermsynth.data.records import MISSING_FILE, ORPHAN, UNREADABLE, Quarantined, SourceResult, clean, resolve_rows
-from dermsynth.data.sources.common import find_file, read_table
+from dermsynth.data.sources.common import attributes, find_file, read_table
 
 NAME = "isic2024"
 METADATA = "train-metadata.csv"
@@ -20,12 +20,13 @@ def detect(folder: Path) -> bool:
 
 def read(folder: Path, raw_root: Path) -> SourceResult:
     df = read_table(find_file(folder, [METADATA]), ["isic_id", "target", "patient_id"])
-    lesion = df["lesion_id"] if "lesion_id" in df.columns else [""] * len(df)
     rows = []
-    for isic_id, t, pid, lid in zip(df["isic_id"], df["target"], df["patient_id"], lesion):
+    for r in df.to_dict("records"):
+        t = r["target"]
         label = {"1": "malignant", "0": "benign", "1.0": "malignant", "0.0": "benign"}.get(t.strip())
-        rows.append((clean(isic_id), label, "" if label else f"target {t!r} is not 0 or 1",
-                     {"lesion_id": clean(lid), "patient_id": clean(pid), "diagnosis": ""}))
+        rows.append((clean(r["isic_id"]), label, "" if label else f"target {t!r} is not 0 or 1",
+                     {"lesion_id": clean(r.get("lesion_id")), "patient_id": clean(r["patient_id"]), "diagnosis": "",
+                      **attributes(r, "sex", "age_approx", "anatom_site_general")}))
     res = resolve_rows(NAME, rows, raw_root, index=None)
     h5 = find_file(folder, [IMAGES])
     rel = h5.relative_to(raw_root).as_posix()
