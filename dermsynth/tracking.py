@@ -109,14 +109,23 @@ def start_run(run_name: str, params: dict, run_id: str | None = None) -> Iterato
 
 
 def find_model_run(model_dir: str | Path) -> str | None:
-    """The newest run that trained the model in `model_dir` (matched by its weights' digest)."""
+    """The run that trained the model in `model_dir`, matched by its weights' digest: the newest one of
+    this DVC experiment (DVC_EXP_NAME) if any, else the newest one.
+
+    Two experiments can train the same weights (ratio 0 under two filter settings); run side by side in
+    a queue, "the newest" alone would hand one experiment's metrics to the other's run."""
     mlflow = _mlflow()
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return None
-    found = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.`{MODEL_TAG}` = '{model_digest(model_dir)}'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
-    return None if found.empty else str(found.run_id.iloc[0])
+    by_digest = f"tags.`{MODEL_TAG}` = '{model_digest(model_dir)}'"
+    name = os.environ.get("DVC_EXP_NAME", "").replace("'", "")
+    for flt in ([f"{by_digest} and tags.dvc_exp_name = '{name}'"] if name else []) + [by_digest]:
+        found = mlflow.search_runs([exp.experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"],
+                                   max_results=1)
+        if not found.empty:
+            return str(found.run_id.iloc[0])
+    return None
 
 
 def runs(experiment: str = EXPERIMENT):

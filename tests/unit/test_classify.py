@@ -227,3 +227,24 @@ def test_committed_demo_study_is_what_the_report_computes_from_its_runs():
     for col in ("mean", "ci95_low", "ci95_high", "delta", "p", "p_holm"):
         assert np.allclose(a[col], b[col], atol=1e-6, equal_nan=True), col
     assert set(committed.replicates) >= {3} and ((committed.ci95_low >= 0) | committed.ci95_low.isna()).all()
+
+
+def test_evaluation_finds_the_run_of_its_own_experiment_when_two_trained_the_same_weights(tmp_path, mlflow_store,
+                                                                                         monkeypatch):
+    """Ratio 0 under two filter settings trains identical weights; queued side by side, each experiment's
+    evaluation must complete its own run, not the newest run with those weights."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"the same weights")
+    ids = {}
+    for name in ("exp-a", "exp-b"):  # exp-b trains second: the newest run with these weights
+        monkeypatch.setenv("DVC_EXP_NAME", name)
+        with tracking.start_run(name, {"ratio": 0.0}) as (mlflow, run):
+            mlflow.set_tag(tracking.MODEL_TAG, tracking.model_digest(model))
+            ids[name] = run.info.run_id
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-a")
+    assert tracking.find_model_run(model) == ids["exp-a"]
+    monkeypatch.delenv("DVC_EXP_NAME")  # plain `dvc repro`: the newest
+    assert tracking.find_model_run(model) == ids["exp-b"]
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-unknown")
+    assert tracking.find_model_run(model) == ids["exp-b"]
