@@ -122,8 +122,10 @@ def test_train_stage_with_two_processes_logs_one_mlflow_run(prepared_session, tm
     (tmp_path / "data/prepared/images").symlink_to(root / "data/prepared/images")
     m.to_csv(tmp_path / "data/prepared/manifest.csv", index=False)
     (tmp_path / "data/synthetic").mkdir(parents=True)  # stand-ins: real files under synthetic ids
-    m[m.split == "train"].assign(image_id=lambda d: "syn_" + d.image_id)[["image_id", "label", "path"]].to_csv(
-        tmp_path / "data/synthetic/metadata.csv", index=False)
+    syn = m[m.split == "train"].assign(image_id=lambda d: "syn_" + d.image_id)[["image_id", "label", "path"]]
+    syn.to_csv(tmp_path / "data/synthetic/metadata.csv", index=False)
+    (tmp_path / "data/filter").mkdir(parents=True)  # the filter stage's output: every stand-in kept
+    syn.assign(kept=True)[["image_id", "label", "kept"]].to_csv(tmp_path / "data/filter/scores.csv", index=False)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(models=["vit_tiny_patch16_224"], overrides={"vit_tiny_patch16_224": {}}, epochs=2,
                            batch_size=8, processes=2, img_size=32)
