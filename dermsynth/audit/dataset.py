@@ -40,8 +40,9 @@ def _samples(fo, real: pd.DataFrame, synthetic: pd.DataFrame, root: Path, embedd
              memorization: pd.DataFrame | None, filter_scores: pd.DataFrame | None, skin_tones: pd.DataFrame | None):
     """One fo.Sample per row, real then synthetic (the order of `embeddings`' rows)."""
     vectors = iter(embeddings) if embeddings is not None else None
-    crop = ({(o, i): (t.ita, t.skin_tone) for o, i, t in zip(skin_tones.origin, skin_tones.image_id.astype(str),
-                                                              skin_tones.itertuples())} if skin_tones is not None else {})
+    # (origin, image_id) -> (ita, skin_tone) measured on the lesion-centred image
+    crop = (dict(zip(zip(skin_tones.origin, skin_tones.image_id.astype(str)), zip(skin_tones.ita, skin_tones.skin_tone)))
+            if skin_tones is not None else {})
     for r in real.itertuples():
         s = fo.Sample(
             filepath=str(root / r.path), tags=["real", r.split], origin="real", image_id=r.image_id, source=r.source,
