@@ -73,12 +73,14 @@ def test_two_process_generation_is_byte_identical_to_one(gen_repo, tmp_path):
 
 # no augmentation and no dropout: then one process and two with the same global batch do the same sums
 EXACT = dict(model="vit_tiny_patch16_224", img_size=32, epochs=3, batch_size=8, hflip=0.0, vflip=0.0, color_jitter=0.0,
-             scale_min=1.0, drop_rate=0.0, early_stopping_patience=10, threads=2, seed=3)
+             scale_min=1.0, drop_rate=0.0, early_stopping_patience=10, threads=2, seed=3, lr=1e-3)
+EXACT_LR = EXACT["lr"]
 
 
 def test_two_process_classifier_matches_one_process_with_the_same_global_batch(prepared_session, tmp_path):
     import json
 
+    import torch
     from safetensors.torch import load_file
 
     from dermsynth.classify.train import TrainConfig, train_classifier
@@ -93,8 +95,12 @@ def test_two_process_classifier_matches_one_process_with_the_same_global_batch(p
         f"epoch {e} logged by rank 0" for e in (1, 2, 3)]  # one logger: the main process
     assert len([line for line in p.stdout.splitlines() if line.startswith("rank ")]) == 2
     w1, w2 = load_file(tmp_path / "clf_1p/model.safetensors"), load_file(tmp_path / "clf_2p/model.safetensors")
-    worst = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
-    assert worst < 1e-4, worst  # float sums in another order, nothing more
+    diff = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1])
+    # float sums in another order, nothing more: the bulk of the weights agree to 1e-6. AdamW divides by
+    # sqrt(v), so a coordinate whose gradient is ~0 can turn float noise into a step of up to lr; a few do
+    # (170 of 5.5M, 2e-4 at lr 1e-3), so the worst is bounded by one step, not by float precision.
+    assert float(diff.kthvalue(int(0.999 * diff.numel())).values) < 1e-6
+    assert float((diff > 1e-5).float().mean()) < 1e-3 and float(diff.max()) < EXACT_LR, float(diff.max())
     h1, h2 = (pd.read_csv(tmp_path / d / "history.csv") for d in ("clf_1p", "clf_2p"))
     assert np.allclose(h1.train_loss, h2.train_loss, atol=1e-5) and np.allclose(h1.val_auc, h2.val_auc, atol=1e-6)
     assert one["best_epoch"] == int(h2.val_auc.idxmax()) + 1
