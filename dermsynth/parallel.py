@@ -53,6 +53,20 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
+def _context(fn: Callable) -> mp.context.BaseContext:
+    """Workers forked from a clean server process, not from this one: a fork copies the locks of any thread
+    pool this process has run (OpenCV's, after one threaded resize here) but not its threads, and the
+    first parallel call in the child then waits forever. The server imports `fn`'s module once, so each
+    worker starts in milliseconds instead of importing OpenCV and pandas again."""
+    if "forkserver" not in mp.get_all_start_methods():  # Windows, say: spawn is all there is
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    module = getattr(getattr(fn, "func", fn), "__module__", None)
+    if module and module != "__main__":
+        ctx.set_forkserver_preload(["dermsynth.parallel", module])
+    return ctx
+
+
 def pmap(fn: Callable[[T], R], items: Sequence[T], workers: int = 0, desc: str = "", chunksize: int = 8) -> list[R]:
     """`[fn(x) for x in items]` over `workers` processes, order kept, deterministic results."""
     workers = min(n_workers(workers), max(len(items), 1))
@@ -60,7 +74,6 @@ def pmap(fn: Callable[[T], R], items: Sequence[T], workers: int = 0, desc: str =
     if workers == 1:
         _init_worker()
         return [fn(x) for x in tqdm(items, desc=desc, unit="img", mininterval=1.0)]
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers, initializer=_init_worker) as pool:
+    with _context(fn).Pool(workers, initializer=_init_worker) as pool:
         bar = tqdm(pool.imap(fn, items, chunksize=chunksize), total=len(items), desc=desc, unit="img", mininterval=1.0)
         return list(bar)
