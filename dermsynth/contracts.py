@@ -6,6 +6,10 @@ from __future__ import annotations
 
 # patient-group attributes (dermsynth.data.subgroups): harmonised at ingest, skin tone measured at preprocess
 ATTRIBUTES = ("sex", "age_band", "site", "skin_tone")
+# reports/quarantine.csv: inputs set aside at ingest, each with the reason
+QUARANTINE_COLUMNS = ["source", "image_id", "reason", "file", "detail"]
+# reports/duplicates.csv: the same image republished in another archive, and the copy kept
+DUPLICATES_COLUMNS = ["source", "image_id", "kept_source", "kept_id", "kind"]
 # data/interim/manifest.csv
 MANIFEST_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "file", "width", "height", "diagnosis",
                     "sex", "age_band", "site", "also_in"]
@@ -20,3 +24,18 @@ FILTER_COLUMNS = ["image_id", "label", "blank", "near_copy", "knn_ratio", "label
 # reports/audit/skin_tone.csv: skin tone of real training and synthetic images, measured alike on the
 # lesion-centred images (outside the lesion's box)
 SKIN_TONE_COLUMNS = ["image_id", "origin", "label", "ita", "skin_tone"]
+# data/synthetic/metadata.csv: one row per generated image, everything needed to regenerate it
+METADATA_COLUMNS = ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora",
+                    "base_model", "path", "device", "dtype"]
+# data/synthetic/reseeds.csv: renders that came out NaN or black and the seeds tried after them
+RESEED_COLUMNS = ["image_id", "label", "first_seed", "seed", "attempts", "reason", "recovered"]
+# reports/quality/synthetic_images.csv: what the synthetic gate measured on every generated file (the
+# filter reads its blanks from here instead of decoding every image again)
+SYNTHETIC_IMAGE_COLUMNS = ["path", "label", "decodes", "width", "height", "pixel_std", "pixel_mean"]
+# models/classifiers/<model>/training_set.csv: the hybrid training set one classifier draws, real and synthetic rows
+MIX_COLUMNS = ["image_id", "path", "label", "origin"]
+# reports/predictions/<model>.csv: the first columns; the test rows keep their image ids
+PREDICTION_COLUMNS = ["image_id", "testset", "label", "score", "pred"]
+# reports/audit/memorization.csv: each synthetic image's nearest real training image
+MEMORIZATION_COLUMNS = ["image_id", "label", "sampler", "nn_real_image_id", "nn_distance", "nn_phash_real_image_id",
+                        "phash_distance", "near_copy"]

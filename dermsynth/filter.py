@@ -98,7 +98,7 @@ def score_synthetic(synthetic: pd.DataFrame, pixels: pd.DataFrame, memorization:
                     seed: int = 0) -> pd.DataFrame:
     """One row per synthetic image (contracts.FILTER_COLUMNS).
 
-    `pixels`: path, pixel_std, pixel_mean (quality.suites.synthetic_images); `memorization`: the
+    `pixels`: path, pixel_std, pixel_mean (the synthetic gate's reports/quality/synthetic_images.csv); `memorization`: the
     audit's table; embeddings in the audit's feature space, real = training split only."""
     if len(syn_emb) != len(synthetic):
         raise UserValueError(f"{len(syn_emb)} synthetic embeddings for {len(synthetic)} synthetic images: "

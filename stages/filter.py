@@ -7,7 +7,6 @@ import pandas as pd
 
 from dermsynth.config import from_block
 from dermsynth.filter import FilterConfig, score_synthetic, summary
-from dermsynth.quality.suites import synthetic_images
 from stages._common import main
 
 
@@ -21,7 +20,8 @@ def run(params: dict) -> None:
     emb = np.load(audit_dir / "embeddings.npy")  # real rows (manifest order), then synthetic rows
     memorization = pd.read_csv(audit_dir / "memorization.csv", keep_default_na=False)
     train = (manifest.split == "train").to_numpy()
-    scores = score_synthetic(synthetic, synthetic_images(synthetic, Path(".")), memorization,
+    pixels = pd.read_csv(Path(paths["reports"]) / "quality" / "synthetic_images.csv", keep_default_na=False)
+    scores = score_synthetic(synthetic, pixels, memorization,
                              emb[: len(manifest)][train], manifest.label.to_numpy()[train], emb[len(manifest):], cfg,
                              seed=params["data_seed"])
     out = Path(paths["filter"])

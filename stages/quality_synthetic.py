@@ -5,7 +5,7 @@ import pandas as pd
 
 from dermsynth.config import from_block
 from dermsynth.quality.gate import run_gate
-from dermsynth.quality.suites import QualityConfig, synthetic_suite
+from dermsynth.quality.suites import QualityConfig, synthetic_images, synthetic_suite
 from stages._common import main
 
 
@@ -15,8 +15,13 @@ def run(params: dict) -> None:
     meta = pd.read_csv(syn / "metadata.csv", keep_default_na=False)
     reseeds = pd.read_csv(syn / "reseeds.csv") if (syn / "reseeds.csv").is_file() else None
     size = params["prepare"]["size"]
-    run_gate("synthetic", synthetic_suite(meta, Path("."), g["n_per_class"], list(g["classes"]), size, q, reseeds),
-             Path(params["paths"]["reports"]) / "quality")
+    out = Path(params["paths"]["reports"]) / "quality"
+    out.mkdir(parents=True, exist_ok=True)
+    images = synthetic_images(meta, Path("."))
+    # written before the verdict: on a failed gate it names every blank or unreadable file; the filter
+    # stage reads its blanks from it instead of decoding every image again
+    images.to_csv(out / "synthetic_images.csv", index=False)
+    run_gate("synthetic", synthetic_suite(meta, images, g["n_per_class"], list(g["classes"]), size, q, reseeds), out)
     print(f"quality_synthetic: passed on {len(meta)} images")
 
 

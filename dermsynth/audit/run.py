@@ -18,11 +18,10 @@ import pandas as pd
 from dermsynth.audit.features import describe, embed, load_backbone
 from dermsynth.audit.fidelity import fid_kid, prdc
 from dermsynth.audit.memorization import flag_near_copies, heldout_threshold, nearest_real
+from dermsynth.contracts import MEMORIZATION_COLUMNS
 from dermsynth.data.dedup import phash64
 from dermsynth.parallel import pmap
 
-MEMORIZATION_COLUMNS = ["image_id", "label", "sampler", "nn_real_image_id", "nn_distance", "nn_phash_real_image_id",
-                        "phash_distance", "near_copy"]
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
 from dermsynth.classify.metrics import binary_metrics, bootstrap_ci, youden_threshold  # noqa: E402
 from dermsynth.classify.models import gradcam_target_layer  # noqa: E402
 from dermsynth.classify.train import predict  # noqa: E402
+from dermsynth.contracts import PREDICTION_COLUMNS  # noqa: E402
 
-PREDICTION_COLUMNS = ["image_id", "testset", "label", "score", "pred"]
 
 
 def split_test_sets(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dermsynth.contracts import MIX_COLUMNS
 from dermsynth.errors import UserValueError
 
 
 log = logging.getLogger(__name__)
-MIX_COLUMNS = ["image_id", "path", "label", "origin"]
 
 
 @dataclass(frozen=True)

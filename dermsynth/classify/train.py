@@ -137,13 +137,13 @@ def _agree(value: float, state: PartialState | None) -> float:
     return box[0]
 
 
-def _mean(value: float, world: int, dev: torch.device) -> float:
+def _mean(value: float, state: PartialState | None) -> float:
     """The mean of `value` over all processes (each one's mean loss over its slice: the global batch's)."""
-    if world == 1:
+    if state is None or state.num_processes == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64, device=dev)  # NCCL reduces only tensors on the GPU
+    t = torch.tensor([value], dtype=torch.float64, device=state.device)  # NCCL reduces only tensors on the GPU
     torch.distributed.all_reduce(t)
-    return float(t.item()) / world
+    return float(t.item()) / state.num_processes
 
 
 def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
@@ -200,7 +200,7 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
             seen += len(x) * world
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}",
                             refresh=False)
-        train_loss = _mean(float(np.mean(losses)), world, dev)
+        train_loss = _mean(float(np.mean(losses)), state)
         monitor = -math.inf
         if is_main:  # the main process validates, logs and saves; the others follow its verdict
             scores = predict(net, val_df, t_eval, root=root)

@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth.contracts import MANIFEST_COLUMNS
+from dermsynth.contracts import DUPLICATES_COLUMNS, MANIFEST_COLUMNS, QUARANTINE_COLUMNS
 from dermsynth.data.images import ImageProblem, load_image_and_digest
 from dermsynth.data.records import TOO_SMALL, IngestError, Quarantined, Record
-from dermsynth.data.republished import DEFAULT_PRIORITY, DUPLICATES_COLUMNS, collapse
+from dermsynth.data.republished import DEFAULT_PRIORITY, collapse
 from dermsynth.data.republished import summary as duplicates_summary
 from dermsynth.data.sources import ham10000, isic2019, isic2020, isic2024
 from dermsynth.parallel import pmap
 
 SOURCES = {m.NAME: m for m in (ham10000, isic2019, isic2020, isic2024)}
-QUARANTINE_COLUMNS = ["source", "image_id", "reason", "file", "detail"]
 
 
 @dataclass

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dermsynth.contracts import DUPLICATES_COLUMNS
 from dermsynth.data.dedup import UnionFind
 from dermsynth.errors import UserValueError
 
 DEFAULT_PRIORITY = ("ham10000", "isic2019", "isic2020", "isic2024")
-DUPLICATES_COLUMNS = ["source", "image_id", "kept_source", "kept_id", "kind"]
 SAME_ID, LISTED, SAME_BYTES = "same id", "listed duplicate", "identical bytes"
 
 

@@ -89,10 +89,19 @@ def ita(img: np.ndarray, min_pixels: int = 50, grow: float = 0.25) -> float:
     mask = skin_mask(img, grow)
     if mask.sum() < min_pixels:
         return math.nan
+    return ita_of_pixels(img, mask)
+
+
+def ita_of_pixels(img: np.ndarray, mask: np.ndarray, trim_dark_tail: bool = True) -> float:
+    """ITA (degrees) from the medians of L* and b* over the `mask` pixels of an RGB uint8 image.
+
+    `trim_dark_tail`: what a mask estimated from the image keeps of the lesion's halo, hair and the
+    dermoscope's dark rim is darker than skin, never lighter, so the dark tail of L* (beyond 2 robust
+    standard deviations) goes before the medians. A known mask (the demo's ground truth) needs no trim."""
     lab = cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)  # float input: L* 0-100, b* in units
     lightness, b = lab[..., 0][mask], lab[..., 2][mask]
-    # What is left of the lesion's halo, hair and the dermoscope's dark rim is darker than skin, never lighter:
-    # drop the dark tail (beyond 2 robust standard deviations) before taking the medians
-    mid = np.median(lightness)
-    keep = lightness >= mid - 2.0 * 1.4826 * np.median(np.abs(lightness - mid))
-    return ita_of_lab(float(np.median(lightness[keep])), float(np.median(b[keep])))
+    if trim_dark_tail:
+        mid = np.median(lightness)
+        keep = lightness >= mid - 2.0 * 1.4826 * np.median(np.abs(lightness - mid))
+        lightness, b = lightness[keep], b[keep]
+    return ita_of_lab(float(np.median(lightness)), float(np.median(b)))

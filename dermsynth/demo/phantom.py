@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dermsynth.data.subgroups import ita_of_lab
+from dermsynth.data.subgroups import ita_of_pixels
 
 # The class separation of the latent score; Phi(0.9) ~ 0.82 is the Bayes balanced accuracy.
 CLASS_MU = 0.9
@@ -150,9 +150,8 @@ class Truth:
 def photographed_ita(truth: "Truth") -> float:
     """Ground truth of the demo's skin tone: ITA of the skin as photographed (hairless twin, outside the
     lesion, inside the dermoscope's field), medians of L* and b* as dermsynth.data.subgroups.ita takes them."""
-    lab = cv2.cvtColor(truth.hairless.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
     skin = ~truth.lesion & (cv2.cvtColor(truth.hairless, cv2.COLOR_RGB2GRAY) > 25)
-    return ita_of_lab(float(np.median(lab[..., 0][skin])), float(np.median(lab[..., 2][skin])))
+    return ita_of_pixels(truth.hairless, skin, trim_dark_tail=False)
 
 
 HAIR_CONTRAST = 10  # grey levels: five times the sensor noise's sigma, so a "hair pixel" is visible hair

@@ -3,7 +3,8 @@
 The plan (which image gets which class, sampler, step count and seed) is a pure function of the
 parameters. Images that share (class, sampler, steps) are batched in fixed chunks by index, and
 every image has its own torch.Generator, so the set is the same whether it was made in one go or
-resumed after a crash, and any row of metadata.csv regenerates its image with plain diffusers.
+resumed after a crash, and any row of metadata.csv regenerates its image with plain diffusers (bit
+for bit with a contiguous UNet; channels-last on the CPU may round a rare value one grey level apart).
 
 Initial latents always come from a CPU generator (diffusers draws them on the CPU and moves them
 to the GPU), so a seed means the same starting noise on every machine; the row records the
@@ -28,14 +29,12 @@ from diffusers import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, P
 from PIL import Image
 from tqdm.auto import tqdm
 
+from dermsynth.contracts import METADATA_COLUMNS, RESEED_COLUMNS
 from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.lora import dir_fingerprint, fingerprint
 from dermsynth.errors import UserValueError
 from dermsynth.parallel import torch_threads
 
-METADATA_COLUMNS = ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora",
-                    "base_model", "path", "device", "dtype"]
-RESEED_COLUMNS = ["image_id", "label", "first_seed", "seed", "attempts", "reason", "recovered"]
 SAMPLERS = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler, "plms": PNDMScheduler}
 
 

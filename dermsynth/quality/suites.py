@@ -1,6 +1,7 @@
 """The expectation suites of the data gates: raw manifest and prepared set."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,9 +9,10 @@ import great_expectations.expectations as gxe
 import pandas as pd
 from PIL import Image
 
-from dermsynth.contracts import ATTRIBUTES
+from dermsynth.contracts import ATTRIBUTES, METADATA_COLUMNS, RESEED_COLUMNS, SYNTHETIC_IMAGE_COLUMNS
 from dermsynth.data.records import LABELS
 from dermsynth.data.subgroups import AGE_BANDS, SITES, SKIN_TONES, UNKNOWN
+from dermsynth.parallel import pmap
 from dermsynth.quality.gate import Table
 
 
@@ -156,29 +158,32 @@ def prepared_suite(manifest: pd.DataFrame, repo_root: Path, size: int, cfg: Qual
     ]
 
 
-def synthetic_images(metadata: pd.DataFrame, repo_root: Path) -> pd.DataFrame:
-    """Per generated image: does it decode, its size, and its pixel statistics."""
+def _image_stats(repo_root: Path, path: str) -> tuple[bool, int, int, float, float]:
     import numpy as np
 
-    rows = []
-    for p, label in zip(metadata["path"], metadata["label"]):
-        try:
-            with Image.open(repo_root / p) as im:
-                a = np.asarray(im.convert("RGB"), dtype=np.float32)
-            rows.append({"path": p, "label": label, "decodes": True, "width": a.shape[1], "height": a.shape[0],
-                         "pixel_std": float(a.std()), "pixel_mean": float(a.mean())})
-        except Exception:  # noqa: BLE001 - an unreadable file is what the gate reports
-            rows.append({"path": p, "label": label, "decodes": False, "width": 0, "height": 0,
-                         "pixel_std": 0.0, "pixel_mean": 0.0})
-    return pd.DataFrame(rows)
+    try:
+        with Image.open(repo_root / path) as im:
+            a = np.asarray(im.convert("RGB"), dtype=np.float32)
+    except Exception:  # noqa: BLE001 - an unreadable file is what the gate reports
+        return False, 0, 0, 0.0, 0.0
+    return True, a.shape[1], a.shape[0], float(a.std()), float(a.mean())
 
 
-def synthetic_suite(metadata: pd.DataFrame, repo_root: Path, n_per_class: int, classes: list[str], size: int,
+def synthetic_images(metadata: pd.DataFrame, repo_root: Path, workers: int = 0) -> pd.DataFrame:
+    """Per generated image (contracts.SYNTHETIC_IMAGE_COLUMNS): does it decode, its size, its pixel statistics."""
+    stats = pmap(functools.partial(_image_stats, Path(repo_root).resolve()), list(metadata["path"]), workers,
+                 desc="synthetic images")
+    out = pd.DataFrame(stats, columns=SYNTHETIC_IMAGE_COLUMNS[2:])
+    out.insert(0, "label", metadata["label"].to_numpy())
+    out.insert(0, "path", metadata["path"].to_numpy())
+    return out[SYNTHETIC_IMAGE_COLUMNS]
+
+
+def synthetic_suite(metadata: pd.DataFrame, images: pd.DataFrame, n_per_class: int, classes: list[str], size: int,
                     cfg: QualityConfig = QualityConfig(), reseeds: pd.DataFrame | None = None) -> list[Table]:
-    """`reseeds`: the generator's retries of NaN/black renders (reseeds.csv); a PNG cannot hold a NaN,
-    so the NaN check reads what the generator saw before it rounded, not the files."""
-    from dermsynth.diffusion.sample import METADATA_COLUMNS, RESEED_COLUMNS
-
+    """`images`: synthetic_images(metadata, ...), each file's measurements; `reseeds`: the generator's
+    retries of NaN/black renders (reseeds.csv): a PNG cannot hold a NaN, so the NaN check reads what the
+    generator saw before it rounded, not the files."""
     if reseeds is None:
         reseeds = pd.DataFrame(columns=RESEED_COLUMNS)
     reseeds = reseeds.assign(recovered=reseeds["recovered"].astype(str).str.lower() == "true")
@@ -200,7 +205,7 @@ def synthetic_suite(metadata: pd.DataFrame, repo_root: Path, n_per_class: int, c
             gxe.ExpectColumnValuesToBeBetween(column="fraction", min_value=expected_fraction, max_value=expected_fraction,
                                               meta=_why("exactly balanced classes")),
         ]),
-        Table("images", synthetic_images(metadata, repo_root), [
+        Table("images", images, [
             gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True], meta=_why("every file decodes")),
             gxe.ExpectColumnValuesToBeBetween(column="width", min_value=size, max_value=size),
             gxe.ExpectColumnValuesToBeBetween(column="height", min_value=size, max_value=size),

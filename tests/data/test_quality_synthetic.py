@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermsynth.diffusion.sample import METADATA_COLUMNS
+from dermsynth.contracts import METADATA_COLUMNS, SYNTHETIC_IMAGE_COLUMNS
 from dermsynth.quality.gate import QualityGateError, run_gate, validate
-from dermsynth.quality.suites import synthetic_suite
+from dermsynth.quality.suites import synthetic_images, synthetic_suite
 
 
 def _set(root, n_per_class=4, size=16):
@@ -24,12 +24,21 @@ def _set(root, n_per_class=4, size=16):
 
 
 def _failed(meta, root, n=4, size=16):
-    r = validate("synthetic", synthetic_suite(meta, root, n, ["benign", "malignant"], size))
+    r = validate("synthetic", synthetic_suite(meta, synthetic_images(meta, root, workers=1), n, ["benign", "malignant"], size))
     return {(c["table"], c["expectation"], str(c["kwargs"].get("column"))) for c in r["checks"] if not c["success"]}
 
 
 def test_good_set_passes(tmp_path):
     assert _failed(_set(tmp_path), tmp_path) == set()
+
+
+def test_per_image_table_keeps_the_metadata_order_over_two_processes(tmp_path):
+    meta = _set(tmp_path)
+    (tmp_path / meta.path[5]).write_bytes(b"oops")
+    one, two = synthetic_images(meta, tmp_path, workers=1), synthetic_images(meta, tmp_path, workers=2)
+    assert list(one.columns) == SYNTHETIC_IMAGE_COLUMNS and one.equals(two)
+    assert list(one.path) == list(meta.path) and list(one.label) == list(meta.label)
+    assert one.decodes.tolist() == [True] * 5 + [False] + [True] * 2 and one.pixel_std[5] == 0.0
 
 
 def test_black_image_is_caught(tmp_path):
@@ -67,4 +76,5 @@ def test_gate_raises_with_the_reason(tmp_path):
     meta = _set(tmp_path)
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / meta.path[2])
     with pytest.raises(QualityGateError, match="no black images"):
-        run_gate("synthetic", synthetic_suite(meta, tmp_path, 4, ["benign", "malignant"], 16), tmp_path / "q")
+        run_gate("synthetic", synthetic_suite(meta, synthetic_images(meta, tmp_path), 4, ["benign", "malignant"], 16),
+                 tmp_path / "q")

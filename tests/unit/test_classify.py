@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from dermsynth.classify.evaluate import PREDICTION_COLUMNS, evaluate_model, gradcam_grid, split_test_sets
+from dermsynth.classify.evaluate import evaluate_model, gradcam_grid, split_test_sets
 from dermsynth.classify.metrics import METRICS
 from dermsynth.classify.models import create_classifier, gradcam_target_layer
 from dermsynth.classify.train import TrainConfig, amp_dtype, load_classifier, train_classifier, transforms
 from dermsynth import tracking
+from dermsynth.contracts import PREDICTION_COLUMNS
 
 
 @pytest.fixture()

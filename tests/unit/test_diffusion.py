@@ -10,11 +10,12 @@ from diffusers import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, P
 from PIL import Image
 from safetensors import safe_open
 
+from dermsynth.contracts import METADATA_COLUMNS
 from dermsynth.diffusion.base import BaseModelError, load_pipeline
 from dermsynth.diffusion.data import batch_indices, load_images
 from dermsynth.diffusion.lora import LORA_WEIGHTS, LoraTrainConfig, train_lora
 from dermsynth.diffusion.pretrain import PretrainConfig, pretrain_unet, pretrain_vae
-from dermsynth.diffusion.sample import METADATA_COLUMNS, GenerateConfig, generate, make_scheduler, plan, regenerate
+from dermsynth.diffusion.sample import GenerateConfig, generate, make_scheduler, plan, regenerate
 from dermsynth.diffusion.single_file import save_single_file
 from dermsynth.diffusion.tiny import TinyConfig, WORDS, build_tiny_pipeline, build_tokenizer
 
@@ -271,7 +272,7 @@ def test_nan_renders_are_caught_reseeded_and_recorded(gen_repo, monkeypatch):
 
 def test_a_render_that_stays_nan_fails_the_synthetic_gate(gen_repo, monkeypatch):
     from dermsynth.quality.gate import QualityGateError, run_gate
-    from dermsynth.quality.suites import synthetic_suite
+    from dermsynth.quality.suites import synthetic_images, synthetic_suite
 
     _nan_decoder(monkeypatch, lambda call: True)
     summary = generate(GenerateConfig(n_per_class=1, batch_size=1, steps_min=3, steps_max=3, threads=1, seed=1,
@@ -282,7 +283,8 @@ def test_a_render_that_stays_nan_fails_the_synthetic_gate(gen_repo, monkeypatch)
     assert retries.attempts.eq(2).all() and not retries.recovered.any()
     meta = pd.read_csv(gen_repo / "syn_allnan" / "metadata.csv")
     with pytest.raises(QualityGateError, match="no NaN or black render left"):
-        run_gate("synthetic", synthetic_suite(meta, gen_repo, 1, ["benign", "malignant"], 32, reseeds=retries),
+        run_gate("synthetic", synthetic_suite(meta, synthetic_images(meta, gen_repo), 1, ["benign", "malignant"], 32,
+                                              reseeds=retries),
                  gen_repo / "q_allnan")
 
 

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from dermsynth.data.ingest import ingest
-from dermsynth.data.republished import DUPLICATES_COLUMNS, collapse
+from dermsynth.contracts import DUPLICATES_COLUMNS
+from dermsynth.data.republished import collapse
 
 
 def _accounted(res, raw, source, rows):
