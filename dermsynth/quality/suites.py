@@ -1,4 +1,4 @@
-"""The expectation suites of the data gates: raw manifest and prepared set."""
+"""The expectation suites of the data gates: raw manifest, prepared set and generated set."""
 from __future__ import annotations
 
 import functools
