@@ -200,8 +200,11 @@ def plot_curves(s: pd.DataFrame, out_png: Path, metrics: tuple[str, ...] = METRI
     for i, m in enumerate(metrics):
         for j, ts in enumerate(TESTSETS):
             ax = axes[i, j]
-            for (model, mix, frac, filt), g in s[(s.metric == m) & (s.testset == ts)].groupby(
-                    ["model", "synthetic_class_mix", "real_fraction", "filter"]):
+            cell = s[(s.metric == m) & (s.testset == ts)]
+            if cell.empty and m in GAP_METRICS:  # an empty panel would read as a plotting bug
+                ax.text(0.5, 0.5, "no gap: fewer than two groups with\n5 images of each class in this test set",
+                        ha="center", va="center", transform=ax.transAxes, fontsize=8, color="grey")
+            for (model, mix, frac, filt), g in cell.groupby(["model", "synthetic_class_mix", "real_fraction", "filter"]):
                 g = g.sort_values("ratio")
                 label = model + ("" if mix == "match_real" else f" ({mix})") + ("" if frac == 1.0 else f" real {frac:g}") \
                     + f" filter {filt}"
