@@ -26,11 +26,14 @@ def _report(args: argparse.Namespace) -> None:
     from dermsynth import tracking
     from dermsynth.report import write_report
 
-    runs = tracking.runs()
-    if args.since and len(runs):  # one study's runs only (the MLflow store keeps every run ever made)
-        import pandas as pd
+    import pandas as pd
 
+    runs = tracking.runs()
+    # one study's runs only (the MLflow store keeps every run ever made)
+    if args.since and len(runs):
         runs = runs[runs["start_time"] >= pd.Timestamp(args.since, tz="UTC")]
+    if args.until and len(runs):
+        runs = runs[runs["start_time"] < pd.Timestamp(args.until, tz="UTC")]
     s = write_report(runs, args.out)
     print(f"wrote {args.out}/ratio_sweep.md and .png from {len(s)} (model, test set, metric, ratio) cells")
 
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("report", help="ratio study from MLflow: reports/ratio_sweep.{md,png,csv}")
     p.add_argument("--out", default="reports")
     p.add_argument("--since", help="only runs started at or after this UTC time, e.g. '2026-11-24 09:30'")
+    p.add_argument("--until", help="only runs started before this UTC time (a study that others followed)")
     p.set_defaults(fn=_report)
     p = sub.add_parser("mlflow", help="the MLflow UI (127.0.0.1) on the project's runs, offline")
     p.add_argument("--port", type=int, default=5000)

@@ -141,6 +141,36 @@ def test_ratio_report_pairs_seeds(tmp_path, mlflow_store):
     assert (tmp_path / "rep/ratio_sweep.png").stat().st_size > 5000 and (tmp_path / "rep/ratio_grid.png").is_file()
 
 
+def test_report_command_keeps_one_study_between_since_and_until(tmp_path, mlflow_store):
+    """The MLflow store keeps every study ever run; --since/--until pick one by its runs' start times."""
+    import time
+
+    from dermsynth.cli import main
+
+    def study(level: float) -> None:
+        _log_runs({(r, s): (lambda k, r=r, s=s: level + 0.1 * r + 0.01 * s) for r in (0.0, 0.5) for s in (1, 2, 3)},
+                  data_seed=42, real_fraction=1.0, synthetic_class_mix="match_real")
+
+    def utc_now() -> str:
+        time.sleep(1.1)  # MLflow start times are in milliseconds; keep the boundaries clear of them
+        return pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    study(0.5)
+    first_end = utc_now()
+    study(0.7)
+    second_end = utc_now()
+    study(0.2)
+    main(["report", "--out", str(tmp_path / "mid"), "--since", first_end, "--until", second_end])
+    main(["report", "--out", str(tmp_path / "all")])
+    mid = pd.read_csv(tmp_path / "mid/ratio_sweep.csv")
+    auc0 = mid[(mid.metric == "auc") & (mid.ratio == 0.0)].iloc[0]
+    assert auc0.replicates == 3 and auc0["mean"] == pytest.approx(0.72)  # the second study alone
+    assert pd.read_csv(tmp_path / "mid/ratio_sweep_runs.csv").run_id.nunique() == 6
+    # without bounds a repeated condition counts once, by its newest run: the third study
+    every = pd.read_csv(tmp_path / "all/ratio_sweep.csv")
+    assert every[(every.metric == "auc") & (every.ratio == 0.0)].iloc[0]["mean"] == pytest.approx(0.22)
+
+
 def test_report_intervals_stay_in_range_and_need_three_replicates(tmp_path, mlflow_store):
     """Two wildly different seeds: a plain t-interval would be [-1.2, 2.5]; the report shows none and says why."""
     from dermsynth.report import bounded_interval, write_report
