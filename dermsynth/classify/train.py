@@ -146,6 +146,53 @@ def _mean(value: float, state: PartialState | None) -> float:
     return float(t.item()) / state.num_processes
 
 
+@dataclass
+class _Step:
+    """What one optimisation step needs, built once per run."""
+    model: torch.nn.Module  # the DDP wrapper under several processes
+    opt: torch.optim.Optimizer
+    sched: CosineLRScheduler
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+    dev: torch.device
+
+
+def _optimiser(model: torch.nn.Module, cfg: TrainConfig, steps: int, dev: torch.device) -> _Step:
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = CosineLRScheduler(opt, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr, warmup_t=int(cfg.warmup_epochs * steps),
+                              warmup_lr_init=cfg.lr * 0.01, t_in_epochs=False)
+    amp = amp_dtype(cfg.mixed_precision, dev)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)  # fp16 gradients underflow unscaled
+    return _Step(model, opt, sched, scaler, amp, dev)
+
+
+def _train_epoch(s: _Step, loader: DataLoader, epoch: int, steps: int, desc: str, world: int,
+                 seen: int, t0: float) -> tuple[list[float], int]:
+    """One pass over this process's slices of the global batches; returns the losses and images seen so far."""
+    s.model.train()
+    losses: list[float] = []
+    bar = tqdm(loader, desc=desc, mininterval=2.0, leave=False)
+    for x, y in bar:
+        x, y = x.to(s.dev, non_blocking=True), y.to(s.dev, non_blocking=True)
+        with torch.autocast(s.dev.type, dtype=s.amp or torch.float32, enabled=s.amp is not None):
+            loss = F.cross_entropy(s.model(x), y)
+        s.opt.zero_grad(set_to_none=True)
+        s.scaler.scale(loss).backward()
+        s.scaler.step(s.opt)
+        s.scaler.update()
+        s.sched.step_update(epoch * steps + len(losses) + 1)
+        losses.append(loss.item())
+        seen += len(x) * world
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+                        refresh=False)
+    return losses, seen
+
+
+def _validate(net: torch.nn.Module, val_df: pd.DataFrame, y_val: np.ndarray, t_eval: Callable, root: str | Path) -> dict:
+    scores = predict(net, val_df, t_eval, root=root)
+    return binary_metrics(y_val, scores, youden_threshold(y_val, scores))
+
+
 def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
                      on_epoch: Callable[[int, dict], None] | None = None, root: str | Path = ".",
                      state: PartialState | None = None) -> dict:
@@ -175,38 +222,18 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
     loader = DataLoader(data, batch_sampler=_batches(data, cfg, g, world, rank), num_workers=cfg.workers,
                         generator=g, persistent_workers=cfg.workers > 0)
     steps = max(len(loader), 1)
-    model = _distributed(net, dev) if world > 1 else net
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = CosineLRScheduler(opt, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr, warmup_t=int(cfg.warmup_epochs * steps),
-                              warmup_lr_init=cfg.lr * 0.01, t_in_epochs=False)
-    amp = amp_dtype(cfg.mixed_precision, dev)
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)  # fp16 gradients underflow unscaled
+    step = _optimiser(_distributed(net, dev) if world > 1 else net, cfg, steps, dev)
     y_val = (val_df["label"] == "malignant").astype(int).to_numpy()
     best, best_epoch, history, seen, t0 = -math.inf, -1, [], 0, time.perf_counter()
     for epoch in range(cfg.epochs):
-        model.train()
-        losses = []
-        bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", mininterval=2.0, leave=False)
-        for x, y in bar:
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-                loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step_update(epoch * steps + len(losses) + 1)
-            losses.append(loss.item())
-            seen += len(x) * world
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}",
-                            refresh=False)
+        losses, seen = _train_epoch(step, loader, epoch, steps, f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", world,
+                                    seen, t0)
         train_loss = _mean(float(np.mean(losses)), state)
         monitor = -math.inf
         if is_main:  # the main process validates, logs and saves; the others follow its verdict
-            scores = predict(net, val_df, t_eval, root=root)
-            val = binary_metrics(y_val, scores, youden_threshold(y_val, scores))
+            val = _validate(net, val_df, y_val, t_eval, root)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_auc": val["auc"],
-                   "val_balanced_accuracy": val["balanced_accuracy"], "lr": opt.param_groups[0]["lr"],
+                   "val_balanced_accuracy": val["balanced_accuracy"], "lr": step.opt.param_groups[0]["lr"],
                    "images_per_second": seen / (time.perf_counter() - t0)}
             history.append(row)
             log.info("epoch %d: loss %.4f val auc %.4f bal.acc %.4f (%.0f img/s)", epoch + 1, row["train_loss"],
