@@ -239,23 +239,30 @@ def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_
         state.wait_for_everyone()  # every chunk is on disk before the set is published
     if not main:
         return {"rank": rank, "generated_now": made}
-    # Publish: the DVC output holds exactly the planned images and their metadata.
-    shutil.rmtree(out_dir, ignore_errors=True)
-    for label in cfg.classes:
-        (out_dir / "images" / label).mkdir(parents=True, exist_ok=True)
-    for src, dst in zip(df.work_path, df.path):
-        shutil.copyfile(src, repo_root / dst)
-    retries = pd.DataFrame([r for c in df.chunk.unique() for r in json.loads(_chunk_record(work, c).read_text())],
-                           columns=RESEED_COLUMNS)
-    df["seed"] = df["image_id"].map(dict(zip(retries.image_id, retries.seed))).fillna(df["seed"]).astype("int64")
-    df[METADATA_COLUMNS].to_csv(out_dir / "metadata.csv", index=False)
-    retries.to_csv(out_dir / "reseeds.csv", index=False)
+    df, retries = _publish(df, work, out_dir, repo_root, cfg.classes)
     return {"images": len(df), "reseeded": int(len(retries)),
             "unrecovered": int((~retries.recovered.astype(bool)).sum()),
             "per_class": df.groupby("label").size().to_dict(), "per_sampler": df.groupby("sampler").size().to_dict(),
             # with several processes: what the main process made, and how fast
             "timings": {"processes": world, "generated_now": made, "seconds": round(elapsed, 1),
                         "images_per_second": round(made / elapsed, 2) if made else None}}
+
+
+def _publish(df: pd.DataFrame, work: Path, out_dir: Path, repo_root: Path,
+             classes: tuple[str, ...] | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Copy the finished set from the work folder: the DVC output holds exactly the planned images, their
+    metadata (each row with the seed that made its image) and the retries; returns both tables."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    for label in classes:
+        (out_dir / "images" / label).mkdir(parents=True, exist_ok=True)
+    for src, dst in zip(df.work_path, df.path):
+        shutil.copyfile(src, repo_root / dst)
+    retries = pd.DataFrame([r for c in df.chunk.unique() for r in json.loads(_chunk_record(work, c).read_text())],
+                           columns=RESEED_COLUMNS)
+    df = df.assign(seed=df["image_id"].map(dict(zip(retries.image_id, retries.seed))).fillna(df["seed"]).astype("int64"))
+    df[METADATA_COLUMNS].to_csv(out_dir / "metadata.csv", index=False)
+    retries.to_csv(out_dir / "reseeds.csv", index=False)
+    return df, retries
 
 
 def _chunk_record(work: Path, chunk: str) -> Path:
