@@ -23,10 +23,10 @@ def _export_lora(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     from dermsynth import tracking
     from dermsynth.report import write_report
-
-    import pandas as pd
 
     runs = tracking.runs()
     # one study's runs only (the MLflow store keeps every run ever made)
