@@ -23,7 +23,6 @@ from dermsynth.data.dedup import phash64
 from dermsynth.parallel import pmap
 
 
-
 @dataclass(frozen=True)
 class AuditConfig:
     heldout_quantile: float = 0.01  # near-copy: closer to a training image than the 1st percentile of

@@ -19,7 +19,6 @@ from dermsynth.classify.train import predict  # noqa: E402
 from dermsynth.contracts import PREDICTION_COLUMNS  # noqa: E402
 
 
-
 def split_test_sets(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """docs/contracts.md: test rows of ISIC sources form the ISIC test set, those of ham10000 the HAM10000 one."""
     test = manifest[manifest["split"] == "test"]
