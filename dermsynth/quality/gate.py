@@ -30,6 +30,22 @@ class Table:
     name: str
     df: pd.DataFrame
     expectations: list = field(default_factory=list)
+    key: str = ""  # the column that names a row (e.g. the split or test set), for failure messages
+
+
+def offenders(df: pd.DataFrame, key: str, kwargs: dict, limit: int = 10) -> list[str]:
+    """`<key value>: <column>=<value>` for the rows a column-value expectation rejects (between or in-set)."""
+    col = kwargs.get("column")
+    if not key or col not in df or key not in df:
+        return []
+    values = df[col]
+    if "value_set" in kwargs:
+        bad = ~values.isin(kwargs["value_set"])
+    else:
+        lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+        num = pd.to_numeric(values, errors="coerce")
+        bad = num.notna() & (((num < lo) if lo is not None else False) | ((num > hi) if hi is not None else False))
+    return [f"{k}: {col}={v}" for k, v in zip(df.loc[bad, key], values[bad])][:limit]
 
 
 def _context():
@@ -76,6 +92,7 @@ def validate(suite: str, tables: list[Table]) -> dict:
                 "unexpected_count": res.get("unexpected_count"),
                 "unexpected_examples": _short(res.get("partial_unexpected_list", [])[:10]),
                 "error": (r.exception_info or {}).get("exception_message") if not r.success else None,
+                "offenders": offenders(t.df, t.key, kw) if not r.success else [],
             })
     return {"suite": suite, "success": all(c["success"] for c in checks), "checks": checks,
             "tables": {t.name: int(len(t.df)) for t in tables}}
@@ -94,14 +111,27 @@ def to_markdown(report: dict, extra: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bounds(kwargs: dict) -> str:
+    lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+    if "value_set" in kwargs:
+        return f"not in {kwargs['value_set']}"
+    return " and ".join(s for s in (f"below {lo}" if lo is not None else "", f"above {hi}" if hi is not None else "")
+                        if s).replace(" and ", " or ")
+
+
 def failures(report: dict) -> list[str]:
-    return [
+    """One line per failed check; where its table names its rows, one line per offending row instead
+    (`balance: test:isic: n=3, below 10 (quality.min_split_rows)`)."""
+    named = [f"{c['table']}: {o}, {_bounds(c['kwargs']) if isinstance(c['kwargs'], dict) else 'rejected'}"
+             + (f" ({c['why']})" if c["why"] else "")
+             for c in report["checks"] if not c["success"] for o in c.get("offenders") or []]
+    return named + [
         f"{c['table']}: {c['expectation']}({json.dumps(c['kwargs'], default=str)}) failed"
         + (f" - {c['why']}" if c["why"] else "")
         + (f"; observed {c['observed']}" if c["observed"] is not None else "")
         + (f"; {c['unexpected_count']} unexpected, e.g. {c['unexpected_examples']}" if c["unexpected_count"] else "")
         + (f"; error: {c['error']}" if c["error"] else "")
-        for c in report["checks"] if not c["success"]
+        for c in report["checks"] if not c["success"] and not c.get("offenders")
     ]
 
 

@@ -145,7 +145,7 @@ def prepared_suite(manifest: pd.DataFrame, repo_root: Path, size: int, cfg: Qual
                                               meta=_why("quality.min_minority_fraction per split and test set")),
             gxe.ExpectColumnValuesToBeBetween(column="n", min_value=cfg.min_split_rows,
                                               meta=_why("quality.min_split_rows")),
-        ]),
+        ], key="subset"),
         Table("subgroup_mix", subgroup_mix(manifest, cfg.min_subgroup_rows), [
             gxe.ExpectColumnValuesToBeBetween(column="max_shift", max_value=cfg.max_subgroup_shift,
                                               meta=_why("quality.max_subgroup_shift: each patient group about as common "

@@ -94,3 +94,15 @@ def test_failed_gate_raises_naming_the_expectation(prepared, tmp_path):
         run_gate("prepared", prepared_suite(m, root, 48, CFG), tmp_path / "q")
     assert "expect_column_values_to_be_between" in str(e.value) and "resolution" in str(e.value)
     assert "FAIL" in (tmp_path / "q/prepared.md").read_text()
+
+
+def test_a_small_test_set_is_named_in_the_gate_message(prepared, tmp_path):
+    # a pilot on a few hundred images: one per-source test set too small, and the message says which
+    root, m = prepared
+    isic_test = m.index[(m.split == "test") & (m.source != "ham10000")]
+    m = m.drop(isic_test[2:])  # two ISIC test rows left
+    with pytest.raises(QualityGateError) as e:
+        run_gate("prepared", prepared_suite(m, root, 64, CFG), tmp_path / "q")
+    lines = str(e.value).splitlines()
+    assert any("test:isic: n=2" in ln and "below 3" in ln and "quality.min_split_rows" in ln for ln in lines), lines
+    assert not any("test:ham10000: n=" in ln for ln in lines)  # the large enough one is not named
