@@ -80,7 +80,7 @@ def data_card(params: dict, synthetic_dir: Path, reports: Path) -> str:
              f"{'passed' if gate_ok else 'FAILED' if gate_ok is False else 'not run'}", "",
              "## Images per class and sampler", "", by.to_markdown(), "",
              "## Steps per image", "", meta.steps.value_counts().sort_index().rename("images").to_frame().T.to_markdown(), "",
-             *_skin_tone_section(reports), *_filter_section(reports),
+             *_real_images_section(reports), *_skin_tone_section(reports), *_filter_section(reports),
              "## Caveats", "",
              "- Synthetic images inherit the biases of the real training images of their class and of the base model.",
              "- They are not labelled by a dermatologist: the label is the class whose LoRA made them."]
@@ -99,6 +99,24 @@ def _subgroup_lines(models: list[str], reports: Path) -> list[str]:
             if cells:
                 lines.append(f"- {m} on {ts}: " + "; ".join(cells))
     return lines + [f"\nPer group, with counts and intervals: `{reports}/metrics/<model>_subgroups.csv`.", ""]
+
+
+def _real_images_section(reports: Path) -> list[str]:
+    """How the real training images were cropped and scaled (reports/preprocess/summary.json)."""
+    f = reports / "preprocess" / "summary.json"
+    if not f.is_file() or "centring" not in (d := json.loads(f.read_text())):
+        return []
+    c, up, px = d["centring"], d.get("upscale", {}), d.get("crop_px", {})
+    lines = ["## The real images the LoRAs learnt from", "",
+             f"- {d['images']} prepared images: crop centred on the segmented lesion for {c.get('lesion', 0)}, on the "
+             f"dermoscope's field of view (segmentation not confident) for {c.get('fallback', 0)}"]
+    if up:
+        lines.append(f"- crop side in raw pixels: median {px['median']:.0f} (min {px['min']:.0f}, max {px['max']:.0f}); "
+                     f"resize factor median {up['median']:.2f}, 90th percentile {up['p90']:.2f}, max {up['max']:.2f}: "
+                     f"{up['above_1']} images enlarged (factor > 1), which a generator learns as blur")
+    if "rim_filled" in d:
+        lines.append(f"- dermoscope rim filled from skin: at most {d['rim_filled']['max']:.1%} of an image")
+    return lines + [""]
 
 
 def _skin_tone_section(reports: Path) -> list[str]:

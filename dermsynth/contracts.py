@@ -16,7 +16,7 @@ MANIFEST_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "f
 # data/prepared/manifest.csv: the contract's first nine columns, then the rest
 PREPARED_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "split", "path", "width", "height"]
 PREPARED_EXTRA_COLUMNS = ["diagnosis", "also_in", "phash", "duplicate_cluster", "group", "sex", "age_band", "site", "ita",
-                          "skin_tone"]
+                          "skin_tone", "centring", "lesion_confidence", "crop_px", "upscale", "rim_filled"]
 # reports/metrics/<model>_subgroups.csv
 SUBGROUP_METRIC_COLUMNS = ["testset", "attribute", "group", "n", "n_malignant", "metric", "value", "ci_low", "ci_high"]
 # data/filter/scores.csv: one row per synthetic image, `kept` says whether the classifiers may draw it

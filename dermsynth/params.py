@@ -86,10 +86,25 @@ class Prepare(Block):
     hair_removal: Bool = True
     hair_kernel: Annotated[float, Field(gt=0, le=0.5)] = 0.04
     hair_threshold: Annotated[int, Field(ge=1, le=255)] = 10
+    hair_min_length: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        0.06, description="shortest straight stretch of a hair, fraction of the short side: shorter dark "
+                          "structures (pigment network, dots, globules) are kept")
+    pale_hair_threshold: Annotated[int, Field(ge=0, le=255)] = Field(
+        14, description="white top-hat response of pale hairs (grey levels); 0 = dark hairs only")
     inpaint_radius: PosInt = 3
     work_scale: Count = 4
     center: Bool = True
     margin: NonNeg = 0.25
+    min_confidence: Fraction = Field(
+        0.2, description="lesion segmentation confidence below which the crop is the field of view's "
+                         "largest square (manifest centring: fallback) instead of a crop around the lesion")
+    color_constancy: Literal["skin_gamut", "shades_of_gray", "none"] = Field(
+        "skin_gamut", description="colour constancy before the skin-tone (ITA) measurement; "
+                                  "dermsynth/data/colour.py says what each does")
+    color_constancy_images: Bool = Field(False, description="apply the colour constancy to the prepared images too")
+    max_upscale: NonNeg = Field(
+        0.0, description="> 0: a crop is at least size / max_upscale raw px on a side, so no image is "
+                         "enlarged more than this (the manifest's upscale column records the factor); 0 = no bound")
     phash_distance: Annotated[int, Field(ge=0, le=64)] = 4
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2

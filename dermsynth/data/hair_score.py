@@ -1,4 +1,5 @@
-"""How much hair the preprocessing removes, scored on phantoms that know where their hairs are.
+"""Preprocessing scored on phantoms that know where their hairs and lesions are: hair removal, and
+(score_centring) lesion segmentation and centring.
 
 Each phantom is drawn twice from the same random draws, with and without hairs
 (`demo.phantom.render_with_truth`). The hairy one goes through the configured hair removal at the
@@ -18,7 +19,9 @@ import dataclasses
 import cv2
 import numpy as np
 
-from dermsynth.data.preprocess import PrepConfig, remove_hair, to_working
+from dermsynth.data.devset import score_one
+from dermsynth.data.hair import remove_hair
+from dermsynth.data.preprocess import PrepConfig, to_working
 from dermsynth.demo.phantom import HAIR_CONTRAST, STYLES, render_with_truth, sample_lesion
 
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)
@@ -45,8 +48,8 @@ def score_hair_removal(cfg: PrepConfig, n: int = 24, size: tuple[int, int] = (60
         hairy, truth = render_with_truth(lesion, style, size[0], size[1], rng)
         clean = to_working(truth.hairless, cfg.size)
         work = to_working(hairy, cfg.working_short)
-        out = _shrink_to(remove_hair(work, cfg.hair_kernel, cfg.hair_threshold, cfg.inpaint_radius)
-                         if cfg.hair_removal else work, clean)
+        out = _shrink_to(remove_hair(work, cfg.hair_kernel, cfg.hair_threshold, cfg.inpaint_radius,
+                                     cfg.hair_min_length, cfg.pale_hair_threshold) if cfg.hair_removal else work, clean)
         before = _shrink_to(hairy, clean)
         in_lesion = _shrink_to(truth.lesion.astype(np.uint8) * 255, clean) > 127
         hair = _grey(clean) - _grey(before) >= HAIR_CONTRAST
@@ -71,4 +74,27 @@ def score_hair_removal(cfg: PrepConfig, n: int = 24, size: tuple[int, int] = (60
         "lesion_error": round(float(np.mean(err)), 3),
         "lesion_error_off_hair": round(float(np.mean(err_off)), 3),
         "lesion_error_without_removal": round(float(np.mean(err_none)), 3),
+    }
+
+
+def score_centring(cfg: PrepConfig, n: int = 24, size: tuple[int, int] = (600, 450), seed: int = 0) -> dict:
+    """Lesion segmentation and centring of `cfg` on `n` phantoms of `size` (w, h), whose lesion masks
+    are known: median Dice against the true mask, and the share of crops with the lesion centred and
+    whole (centroid within 0.2 of the side from the crop's centre, 80 % of its box inside), as
+    dermsynth.data.devset scores the real photographs."""
+    from dermsynth.data.devset import score_one
+
+    rng = np.random.default_rng(seed)
+    scored = []
+    for i in range(n):
+        source = ("ham10000", "isic2019", "isic2020")[i % 3]  # skins, optics, and rims (ISIC 2019's 45 %)
+        lesion = sample_lesion("malignant" if i % 2 else "benign", rng)
+        img, truth = render_with_truth(lesion, STYLES[source], size[0], size[1], rng)
+        scored.append(score_one(img, truth.lesion, False, cfg))
+    return {
+        "phantoms": n,
+        "dice_median": round(float(np.median([s.dice for s in scored])), 4),
+        "centred_whole": round(float(np.mean([bool(s.centred_whole) for s in scored])), 4),
+        "fallback": int(sum(s.centring == "fallback" for s in scored)),
+        "rim_share_max": round(float(max(s.rim_share for s in scored)), 4),
     }

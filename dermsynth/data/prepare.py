@@ -11,25 +11,28 @@ import pandas as pd
 from dermsynth.contracts import PREPARED_COLUMNS, PREPARED_EXTRA_COLUMNS
 from dermsynth.data.dedup import near_duplicate_pairs, phash64
 from dermsynth.data.images import load_image
-from dermsynth.data.preprocess import PrepConfig, preprocess_image, remove_hair, to_working
+from dermsynth.data.preprocess import PrepConfig, prepare_image, to_working
+from dermsynth.data.sheet import before_after
 from dermsynth.data.split import assign_splits, group_ids
-from dermsynth.data.subgroups import ita, skin_tone
+from dermsynth.data.subgroups import skin_tone
 from dermsynth.parallel import pmap
 
-# ITA is a colour median: 128 px of the whole photograph hold enough skin, and cost little at any size
-ITA_SHORT = 128
+# what preprocessing found, per image, as manifest columns (dermsynth.contracts: PREPARED_EXTRA_COLUMNS)
+FINDINGS = ("centring", "lesion_confidence", "crop_px", "upscale", "rim_filled")
 
 
 def _one(raw_root: Path, out_dir: Path, repo_root: Path, cfg: PrepConfig,
-         row: tuple[str, str, str]) -> tuple[str, int, float]:
-    source, image_id, file = row
+         row: tuple[str, str, str, str, str]) -> tuple[str, int, float, tuple]:
+    source, image_id, file, width, height = row
     work = to_working(load_image(raw_root, file, cfg.working_short), cfg.working_short)
-    img = preprocess_image(work, cfg)
+    raw_short = min(int(width), int(height)) if str(width).isdigit() and str(height).isdigit() else 0
+    p = prepare_image(work, cfg, raw_short)
     dst = out_dir / source / f"{image_id}.png"
     # PNG, not JPEG: lossless, and the same pixels give the same bytes (DVC hashes stay put).
-    cv2.imwrite(str(dst), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    # skin tone from the whole photograph: the centred crop is mostly lesion
-    return dst.relative_to(repo_root).as_posix(), phash64(img), ita(to_working(work, ITA_SHORT))
+    cv2.imwrite(str(dst), cv2.cvtColor(p.image, cv2.COLOR_RGB2BGR))
+    # skin tone from the whole photograph's field of view: the centred crop is mostly lesion
+    findings = (p.centring, p.confidence, p.crop_px, p.upscale, p.rim_filled)
+    return dst.relative_to(repo_root).as_posix(), phash64(p.image), p.ita, findings
 
 
 def preprocess_all(interim: pd.DataFrame, raw_root: Path, out_dir: Path, repo_root: Path, cfg: PrepConfig,
@@ -37,14 +40,16 @@ def preprocess_all(interim: pd.DataFrame, raw_root: Path, out_dir: Path, repo_ro
     """Write every manifest image preprocessed under `out_dir/<source>/<id>.png`."""
     for s in interim["source"].unique():
         (out_dir / s).mkdir(parents=True, exist_ok=True)
-    rows = list(zip(interim["source"], interim["image_id"], interim["file"]))
+    rows = list(zip(interim["source"], interim["image_id"], interim["file"], interim["width"], interim["height"]))
     fn = functools.partial(_one, raw_root.resolve(), out_dir.resolve(), repo_root.resolve(), cfg)
     done = pmap(fn, rows, workers, desc="preprocess")
     df = interim.copy()
-    df["path"] = [p for p, _, _ in done]
-    df["phash"] = [f"{h:016x}" for _, h, _ in done]
-    df["ita"] = [round(a, 2) for _, _, a in done]  # NaN (empty in the CSV) when too little skin shows
-    df["skin_tone"] = [skin_tone(a) for _, _, a in done]
+    df["path"] = [p for p, _, _, _ in done]
+    df["phash"] = [f"{h:016x}" for _, h, _, _ in done]
+    df["ita"] = [round(a, 2) for _, _, a, _ in done]  # NaN (empty in the CSV) when too little skin shows
+    df["skin_tone"] = [skin_tone(a) for _, _, a, _ in done]
+    for i, col in enumerate(FINDINGS):
+        df[col] = [f[i] for _, _, _, f in done]
     df["width"] = df["height"] = cfg.size
     return df
 
@@ -65,6 +70,9 @@ def build_manifest(df: pd.DataFrame, phash_distance: int, val_fraction: float, t
             out[col] = "unknown"
     if "ita" not in out:
         out["ita"] = np.nan
+    for col in FINDINGS:  # manifests from before the field of view and segmentation: unknown
+        if col not in out:
+            out[col] = np.nan if col != "centring" else "unknown"
     out = out[PREPARED_COLUMNS + PREPARED_EXTRA_COLUMNS].sort_values(["source", "image_id"], ignore_index=True)
     dup_sizes = pd.Series(dup).value_counts()
     cross_src = out.groupby("duplicate_cluster")["source"].nunique()
@@ -76,22 +84,24 @@ def build_manifest(df: pd.DataFrame, phash_distance: int, val_fraction: float, t
         "cross_source_duplicate_clusters": int((cross_src > 1).sum()),
         "splits": {s: {lab: int(n) for lab, n in g.groupby("label").size().items()} for s, g in out.groupby("split")},
         "skin_tone": {k: int(v) for k, v in out["skin_tone"].value_counts().sort_index().items()},
+        "centring": {k: int(v) for k, v in out["centring"].value_counts().sort_index().items()},
+        "upscale": _quantiles(out["upscale"]),
+        "crop_px": _quantiles(out["crop_px"]),
+        "rim_filled": _quantiles(out["rim_filled"]),
     }
     return out, summary
 
 
-def example_grid(interim: pd.DataFrame, raw_root: Path, cfg: PrepConfig, n: int = 6, seed: int = 0,
-                 tile: int = 160) -> np.ndarray:
-    """Rows of [raw | hair removed | final] for a few images, as one RGB array."""
+def _quantiles(values: pd.Series) -> dict:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return {}
+    return {"min": float(v.min()), "median": float(v.median()), "p90": float(v.quantile(0.9)), "max": float(v.max()),
+            "above_1": int((v > 1).sum())}
+
+
+def example_grid(interim: pd.DataFrame, raw_root: Path, cfg: PrepConfig, n: int = 6, seed: int = 0) -> np.ndarray:
+    """A before/after sheet (dermsynth.data.sheet) of a few images, as one RGB array."""
     pick = interim.sample(min(n, len(interim)), random_state=seed)
-    rows = []
-    for file in pick["file"]:
-        raw = to_working(load_image(raw_root, file, cfg.working_short), cfg.working_short)
-        h, w = raw.shape[:2]
-        s = tile / max(h, w)
-        fit = lambda im: cv2.copyMakeBorder(  # noqa: E731 - letterbox to a tile
-            cv2.resize(im, (int(w * s), int(h * s))), 0, tile - int(h * s), 0, tile - int(w * s), cv2.BORDER_CONSTANT)
-        hairless = remove_hair(raw, cfg.hair_kernel, cfg.hair_threshold, cfg.inpaint_radius) if cfg.hair_removal else raw
-        final = cv2.resize(preprocess_image(raw, cfg), (tile, tile), interpolation=cv2.INTER_NEAREST)
-        rows.append(np.hstack([fit(raw), fit(hairless), final]))
-    return np.vstack(rows)
+    raws = [to_working(load_image(raw_root, f, cfg.working_short), cfg.working_short) for f in pick["file"]]
+    return before_after(raws, cfg, [f"{s} {i}" for s, i in zip(pick["source"], pick["image_id"])])

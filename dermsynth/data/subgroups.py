@@ -12,7 +12,11 @@ import math
 import cv2
 import numpy as np
 
-from dermsynth.data.preprocess import hair_mask, lesion_box, remove_hair
+from dermsynth.data.colour import ita_of_lab, ita_of_pixels  # noqa: F401 - the skin-tone API in one place
+from dermsynth.data.fov import field_of_view
+from dermsynth.data.hair import hair_mask
+from dermsynth.data.lesion import segment
+from dermsynth.data.preprocess import MIN_SKIN_PIXELS, PrepConfig, skin_ita
 
 UNKNOWN = "unknown"
 # (lower bound in degrees, band), highest first: a value on a bound belongs to the band above it
@@ -62,46 +66,14 @@ def skin_tone(ita_degrees: float) -> str:
     return next(name for low, name in ITA_BANDS if ita_degrees >= low)
 
 
-def ita_of_lab(lightness: float, b: float) -> float:
-    """ITA in degrees of a CIELAB colour (L* in 0-100, b* in CIELAB units)."""
-    return math.degrees(math.atan2(lightness - 50.0, b))  # = arctan((L* - 50) / b*) for b* > 0, defined at b* = 0
-
-
-def skin_mask(img: np.ndarray, grow: float = 0.25) -> np.ndarray:
-    """Pixels of skin: outside the lesion's box (grown by `grow` of its size per side), not hair, not the
-    black vignette. `grow=0` for lesion-centred crops, where little skin shows around the box."""
-    h, w = img.shape[:2]
-    mask = np.ones((h, w), bool)
-    box = lesion_box(remove_hair(img))  # a hair across the lesion would stretch its box over the image
-    if box is not None:
-        x0, y0, x1, y1 = box
-        gx, gy = int((x1 - x0) * grow), int((y1 - y0) * grow)
-        mask[max(y0 - gy, 0):y1 + gy, max(x0 - gx, 0):x1 + gx] = False
-    mask &= hair_mask(img, 0.04, 10) == 0
-    mask &= cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) > 25
-    return mask
-
-
-def ita(img: np.ndarray, min_pixels: int = 50, grow: float = 0.25) -> float:
-    """ITA (degrees) of the skin around the lesion of an RGB uint8 image; NaN when too little skin shows.
-
-    Medians of L* and b* over the skin pixels: robust to leftover hair, freckles and reflections."""
-    mask = skin_mask(img, grow)
-    if mask.sum() < min_pixels:
-        return math.nan
-    return ita_of_pixels(img, mask)
-
-
-def ita_of_pixels(img: np.ndarray, mask: np.ndarray, trim_dark_tail: bool = True) -> float:
-    """ITA (degrees) from the medians of L* and b* over the `mask` pixels of an RGB uint8 image.
-
-    `trim_dark_tail`: what a mask estimated from the image keeps of the lesion's halo, hair and the
-    dermoscope's dark rim is darker than skin, never lighter, so the dark tail of L* (beyond 2 robust
-    standard deviations) goes before the medians. A known mask (the demo's ground truth) needs no trim."""
-    lab = cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)  # float input: L* 0-100, b* in units
-    lightness, b = lab[..., 0][mask], lab[..., 2][mask]
-    if trim_dark_tail:
-        mid = np.median(lightness)
-        keep = lightness >= mid - 2.0 * 1.4826 * np.median(np.abs(lightness - mid))
-        lightness, b = lightness[keep], b[keep]
-    return ita_of_lab(float(np.median(lightness)), float(np.median(b)))
+def ita(img: np.ndarray, min_pixels: int = MIN_SKIN_PIXELS, grow: float = 0.1,
+        method: str = PrepConfig.color_constancy) -> float:
+    """ITA (degrees) of the skin around the lesion of an RGB uint8 image (field of view, hair and lesion
+    found here); NaN when too little skin shows. `grow=0` for lesion-centred crops, where little skin
+    shows around the lesion. Medians of L* and b*: robust to leftover hair, freckles and reflections."""
+    fov = field_of_view(img)
+    hair = hair_mask(img, PrepConfig.hair_kernel, PrepConfig.hair_threshold, PrepConfig.hair_min_length,
+                     PrepConfig.pale_hair_threshold)
+    clean = cv2.inpaint(img, hair, PrepConfig.inpaint_radius, cv2.INPAINT_TELEA) if hair.any() else img
+    lesion = segment(clean, fov)
+    return skin_ita(clean, fov, lesion.mask, hair, method, grow, min_pixels)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dermsynth.data.subgroups import ita_of_pixels
+from dermsynth.data.colour import ita_of_pixels
 
 # The class separation of the latent score; Phi(0.9) ~ 0.82 is the Bayes balanced accuracy.
 CLASS_MU = 0.9
