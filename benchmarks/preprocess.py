@@ -9,15 +9,20 @@
    HAM10000-only scale profile of ~600 images is written to a temp folder first.
 2. Decoding 4000 x 3000 JPEGs at full size vs at reduced (DCT) scale, and the PSNR of the final
    512-px image made from each.
-3. Hair removal scored on phantoms with known hairs (dermsynth.data.hair_score), both ways.
-4. What measuring skin tone (ITA, on the working image shrunk to 128 px) adds to each image's
-   preprocessing, 1 core, interleaved.
+3. Hair removal and lesion centring scored on phantoms with known hairs and lesions
+   (dermsynth.data.hair_score), both ways.
+4. The same preprocessing scored on real photographs with expert masks (dermsynth.data.devset),
+   at 64 and 512 px, against issue 17's targets: --real DIR (or DERMSYNTH_REAL_PHOTOS), a development
+   set as docs/real_photos.md describes; skipped without one.
+5. Where the time of one image goes (1 core, 600 x 450): field of view, hair mask, inpainting,
+   segmentation, skin tone, crop and resize, each timed alone on the same images.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,12 +33,15 @@ import yaml
 from PIL import Image
 
 from dermsynth.config import from_block
-from dermsynth.data.hair_score import score_hair_removal
+from dermsynth.data import devset
+from dermsynth.data.fov import field_of_view
+from dermsynth.data.hair import hair_mask
+from dermsynth.data.hair_score import score_centring, score_hair_removal
 from dermsynth.data.images import decode
 from dermsynth.data.ingest import ingest
-from dermsynth.data.prepare import ITA_SHORT, preprocess_all
-from dermsynth.data.preprocess import PrepConfig, preprocess_image, to_working
-from dermsynth.data.subgroups import ita
+from dermsynth.data.lesion import segment
+from dermsynth.data.prepare import preprocess_all
+from dermsynth.data.preprocess import PrepConfig, prepare_image, preprocess_image, skin_ita, to_working
 from dermsynth.demo.phantom import STYLES, render, sample_lesion
 from dermsynth.parallel import n_workers
 
@@ -112,24 +120,52 @@ def hair(cfg: PrepConfig) -> None:
             print(f"  {size:>4}px {str(s['working_short_side']):>6} " + " ".join(f"{s[k]:>14}" for k in keys))
 
 
-def ita_cost(cfg: PrepConfig, n: int = 24) -> None:
+def centring(cfg: PrepConfig) -> None:
+    print("\n   lesion centring on 24 phantoms of 600 x 450 with known lesion masks:")
+    for size in (512, 64):
+        print(f"  {size:>4}px {score_centring(dataclasses.replace(cfg, size=size))}")
+
+
+def real(root: Path | None, cfg: PrepConfig) -> None:
+    if root is None or not (root / "metadata.csv").is_file():
+        print("\n4. real photographs: no development set (--real DIR or DERMSYNTH_REAL_PHOTOS): skipped")
+        return
+    keys = ["centred_whole", "centred_whole_fitting", "without_lesion", "dice_median", "hair_masked_lesion_median",
+            "fine_structure_median", "rim_share_max", "ita_measured", "ita_10_70", "ita_above_90", "fallback"]
+    rows = {size: devset.score(root, dataclasses.replace(cfg, size=size))[1] for size in (64, 512)}
+    print(f"\n4. real photographs ({rows[64]['images']} in {root}, {rows[64]['with_mask']} with expert masks, "
+          f"{rows[64]['hair_free_with_mask']} hair-free):")
+    print(f"  {'score':<28} {'64 px':>8} {'512 px':>8} {'target':>8}")
+    for k in keys:
+        print(f"  {k:<28} {rows[64][k]!s:>8} {rows[512][k]!s:>8} {devset.TARGETS.get(k, '')!s:>8}")
+
+
+def _timed(times: list, fn, *args):
+    t = time.perf_counter()
+    out = fn(*args)
+    times.append(time.perf_counter() - t)
+    return out
+
+
+def stage_costs(cfg: PrepConfig, n: int = 24) -> None:
     rng = np.random.default_rng(0)
-    imgs = [render(sample_lesion(("benign", "malignant")[i % 2], rng), STYLES["ham10000"], 600, 450, rng) for i in range(n)]
+    imgs = [render(sample_lesion(("benign", "malignant")[i % 2], rng), STYLES["isic2019"], 600, 450, rng)
+            for i in range(n)]
     cv2.setNumThreads(1)
-    print(f"\n4. skin tone (ITA at {ITA_SHORT} px) beside preprocessing, {n} images of 600 x 450, 1 core, ms per image:")
+    print(f"\n5. one image's steps, {n} images of 600 x 450, 1 core, median ms:")
     for size in (512, 64):
         c = dataclasses.replace(cfg, size=size)
-        prep, tone = [], []
+        t = {k: [] for k in ("field", "hair", "inpaint", "segment", "skin tone", "whole")}
         for img in imgs:
             work = to_working(img, c.working_short)
-            t = time.perf_counter()
-            preprocess_image(work, c)
-            prep.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            ita(to_working(work, ITA_SHORT))
-            tone.append(time.perf_counter() - t)
-        p, q = np.median(prep) * 1000, np.median(tone) * 1000
-        print(f"  {size:>4}px: preprocess {p:.1f}, ITA {q:.1f}: +{q / p:.0%}")
+            fov = _timed(t["field"], field_of_view, work)
+            hm = _timed(t["hair"], hair_mask, work, c.hair_kernel, c.hair_threshold, c.hair_min_length,
+                        c.pale_hair_threshold)
+            clean = _timed(t["inpaint"], cv2.inpaint, work, hm, c.inpaint_radius, cv2.INPAINT_TELEA)
+            les = _timed(t["segment"], segment, clean, fov)
+            _timed(t["skin tone"], skin_ita, clean, fov, les.mask, hm, c.color_constancy)
+            _timed(t["whole"], prepare_image, work, c)
+        print(f"  {size:>4}px: " + ", ".join(f"{k} {np.median(v) * 1000:.1f}" for k, v in t.items()))
 
 
 def main() -> None:
@@ -137,6 +173,7 @@ def main() -> None:
     ap.add_argument("--raw", default=None)
     ap.add_argument("--images", type=int, default=600)
     ap.add_argument("--big", type=int, default=12)
+    ap.add_argument("--real", default=os.environ.get("DERMSYNTH_REAL_PHOTOS") or None)
     args = ap.parse_args()
     cfg = _config()
     tmp = Path(tempfile.mkdtemp(prefix="bench-prep-"))
@@ -148,7 +185,9 @@ def main() -> None:
     throughput(raw, args.images, cfg, tmp)
     decoding(args.big, cfg)
     hair(cfg)
-    ita_cost(cfg)
+    centring(cfg)
+    real(Path(args.real) if args.real else None, cfg)
+    stage_costs(cfg)
 
 
 if __name__ == "__main__":
