@@ -26,7 +26,6 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from dermsynth.data.hair import hair_mask
 from dermsynth.data.preprocess import PrepConfig, Prepared, prepare_image, to_working
 
 TARGETS = {"centred_whole_fitting": 0.95, "without_lesion": 0, "dice_median": 0.8, "hair_masked_lesion_median": 0.02,
@@ -110,7 +109,7 @@ def score_one(img: np.ndarray, truth: np.ndarray | None, hair_free: bool, cfg: P
         dice = 2 * inter_px / (seg.sum() + truth_w.sum())
         iou = inter_px / float((seg | truth_w).sum())
         if hair_free and cfg.hair_removal:
-            hm = hair_mask(work, cfg.hair_kernel, cfg.hair_threshold, cfg.hair_min_length, cfg.pale_hair_threshold) > 0
+            hm = p.hair > 0 if p.hair is not None else np.zeros(truth_w.shape, bool)
             masked = float((hm & truth_w).sum() / truth_w.sum())
             after = cv2.inpaint(work, hm.astype(np.uint8) * 255, cfg.inpaint_radius, cv2.INPAINT_TELEA) \
                 if hm.any() else work

@@ -82,8 +82,6 @@ def score_centring(cfg: PrepConfig, n: int = 24, size: tuple[int, int] = (600, 4
     are known: median Dice against the true mask, and the share of crops with the lesion centred and
     whole (centroid within 0.2 of the side from the crop's centre, 80 % of its box inside), as
     dermsynth.data.devset scores the real photographs."""
-    from dermsynth.data.devset import score_one
-
     rng = np.random.default_rng(seed)
     scored = []
     for i in range(n):

@@ -66,6 +66,8 @@ class Prepared:
     ita: float  # degrees; NaN when too little skin shows
     box: tuple[int, int, int, int] | None  # the crop (x0, y0, x1, y1) in working pixels
     lesion: Lesion  # the segmentation, at the working resolution
+    fov: np.ndarray  # bool, the dermoscope's field of view, at the working resolution
+    hair: np.ndarray | None  # uint8 hair mask (255 = hair) at the working resolution; None without hair removal
 
 
 def resize(img: np.ndarray, size: int) -> np.ndarray:
@@ -151,6 +153,11 @@ def skin_ita(img: np.ndarray, fov: np.ndarray, lesion: np.ndarray, hair: np.ndar
     return colour.ita_of_pixels(corrected, skin)
 
 
+def find_hair(img: np.ndarray, cfg: PrepConfig) -> np.ndarray:
+    """The hair mask (uint8, 255 = hair) of `img` with `cfg`'s hair settings."""
+    return hair_mask(img, cfg.hair_kernel, cfg.hair_threshold, cfg.hair_min_length, cfg.pale_hair_threshold)
+
+
 def prepare_image(img: np.ndarray, cfg: PrepConfig, raw_short: int = 0) -> Prepared:
     """Raw RGB image -> a `cfg.size` square and its findings, all work done at the working resolution.
 
@@ -162,7 +169,7 @@ def prepare_image(img: np.ndarray, cfg: PrepConfig, raw_short: int = 0) -> Prepa
     fov = field_of_view(img)
     hair = None
     if cfg.hair_removal:
-        hair = hair_mask(img, cfg.hair_kernel, cfg.hair_threshold, cfg.hair_min_length, cfg.pale_hair_threshold)
+        hair = find_hair(img, cfg)
         if hair.any():
             img = cv2.inpaint(img, hair, cfg.inpaint_radius, cv2.INPAINT_TELEA)
     les = segment(img, fov)
@@ -181,7 +188,7 @@ def prepare_image(img: np.ndarray, cfg: PrepConfig, raw_short: int = 0) -> Prepa
     crop_px = int(round(side * scale))
     return Prepared(image=out, centring=centring, confidence=round(les.confidence, 3), crop_px=crop_px,
                     upscale=round(cfg.size / crop_px, 3), rim_filled=round(1 - float(inside.mean()), 4),
-                    ita=ita, box=(left, top, left + side, top + side), lesion=les)
+                    ita=ita, box=(left, top, left + side, top + side), lesion=les, fov=fov, hair=hair)
 
 
 def preprocess_image(img: np.ndarray, cfg: PrepConfig) -> np.ndarray:

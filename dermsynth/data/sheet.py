@@ -9,8 +9,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dermsynth.data.fov import field_of_view
-from dermsynth.data.hair import hair_mask
 from dermsynth.data.preprocess import PrepConfig, prepare_image, to_working
 
 HEADERS = ("blue field, green lesion,|yellow crop, magenta expert", "hair found (red)", "prepared")
@@ -41,7 +39,7 @@ def sheet_row(raw: np.ndarray, cfg: PrepConfig, name: str, tile: int = TILE,
     p = prepare_image(work, cfg)
     width = max(2, min(work.shape[:2]) // 150)
     drawn = work.copy()
-    _outline(drawn, field_of_view(work), (40, 90, 255), width)
+    _outline(drawn, p.fov, (40, 90, 255), width)
     if p.lesion.mask.any():
         _outline(drawn, p.lesion.mask, (0, 200, 0), width)
     if truth is not None:  # an expert's mask, for the development set
@@ -50,9 +48,8 @@ def sheet_row(raw: np.ndarray, cfg: PrepConfig, name: str, tile: int = TILE,
     x0, y0, x1, y1 = p.box
     cv2.rectangle(drawn, (x0, y0), (x1 - 1, y1 - 1), (255, 220, 0), width)
     hairs = work.copy()
-    if cfg.hair_removal:
-        m = hair_mask(work, cfg.hair_kernel, cfg.hair_threshold, cfg.hair_min_length, cfg.pale_hair_threshold) > 0
-        hairs[m] = (255, 0, 0)
+    if p.hair is not None:
+        hairs[p.hair > 0] = (255, 0, 0)
     final = cv2.resize(p.image, (tile, tile), interpolation=cv2.INTER_NEAREST if p.image.shape[0] < tile
                        else cv2.INTER_AREA)
     row = np.hstack([_fit(drawn, tile), _fit(hairs, tile), final])

@@ -14,9 +14,8 @@ import numpy as np
 
 from dermsynth.data.colour import ita_of_lab, ita_of_pixels  # noqa: F401 - the skin-tone API in one place
 from dermsynth.data.fov import field_of_view
-from dermsynth.data.hair import hair_mask
 from dermsynth.data.lesion import segment
-from dermsynth.data.preprocess import MIN_SKIN_PIXELS, PrepConfig, skin_ita
+from dermsynth.data.preprocess import MIN_SKIN_PIXELS, PrepConfig, find_hair, skin_ita
 
 UNKNOWN = "unknown"
 # (lower bound in degrees, band), highest first: a value on a bound belongs to the band above it
@@ -72,8 +71,8 @@ def ita(img: np.ndarray, min_pixels: int = MIN_SKIN_PIXELS, grow: float = 0.1,
     found here); NaN when too little skin shows. `grow=0` for lesion-centred crops, where little skin
     shows around the lesion. Medians of L* and b*: robust to leftover hair, freckles and reflections."""
     fov = field_of_view(img)
-    hair = hair_mask(img, PrepConfig.hair_kernel, PrepConfig.hair_threshold, PrepConfig.hair_min_length,
-                     PrepConfig.pale_hair_threshold)
-    clean = cv2.inpaint(img, hair, PrepConfig.inpaint_radius, cv2.INPAINT_TELEA) if hair.any() else img
+    cfg = PrepConfig()
+    hair = find_hair(img, cfg)
+    clean = cv2.inpaint(img, hair, cfg.inpaint_radius, cv2.INPAINT_TELEA) if hair.any() else img
     lesion = segment(clean, fov)
     return skin_ita(clean, fov, lesion.mask, hair, method, grow, min_pixels)
