@@ -9,21 +9,37 @@ from typing import Any, TypeVar
 
 import yaml
 
+from dermsynth.files import find_root
+
 T = TypeVar("T")
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """params.yaml validated against the schema (dermsynth.params): every key present, or ParamsError."""
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases (`*name`): a params file needs none, and nested aliases expand
+    exponentially (a "billion laughs" of a few lines fills gigabytes before any check runs)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"line {mark.line + 1}: YAML aliases (*{self.peek_event().anchor}) are not "
+                                 "accepted; write the value out")
+        return super().compose_node(parent, index)
+
+
+def load_params(path: str | Path = "params.yaml", root: Path | None = None) -> dict[str, Any]:
+    """params.yaml validated against the schema (dermsynth.params): every key present, or ParamsError.
+
+    Paths are checked against the repository `root` (default: the one holding the current folder)."""
     from dermsynth.params import ParamsError, validate
 
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            raw = yaml.load(f, Loader=_NoAliases)
     except FileNotFoundError:
         raise ParamsError([f"{path}: no such parameters file"]) from None
     except yaml.YAMLError as e:
         raise ParamsError([f"{path}: not valid YAML: {' '.join(str(e).split())}"]) from None
-    return validate(raw, str(path))
+    return validate(raw, str(path), root)
 
 
 def from_block(cls: type[T], block: dict[str, Any]) -> T:
@@ -55,6 +71,6 @@ def configure_environment() -> None:
         "DVC_NO_ANALYTICS": "1",
         "TOKENIZERS_PARALLELISM": "false",
         # FiftyOne's MongoDB lives in the project (the main repository, also for DVC experiments)
-        "FIFTYONE_DATABASE_DIR": str(Path(os.environ.get("DVC_ROOT") or ".").resolve() / ".fiftyone" / "db"),
+        "FIFTYONE_DATABASE_DIR": str(find_root() / ".fiftyone" / "db"),
     }.items():
         os.environ.setdefault(key, value)

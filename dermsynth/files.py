@@ -8,8 +8,24 @@ data stay as they are.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
+
+
+def find_root(start: str | Path | None = None) -> Path:
+    """The repository root: DVC_ROOT (DVC sets it in every stage, queued experiments included), else the
+    nearest folder at or above `start` (default: the current one) holding `dvc.yaml`, else `start`.
+
+    Every command resolves the project's files from here, so one run from `reports/` or `docs/` reads
+    and writes the same places as one run from the root."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path(start or ".").resolve()
+    for d in (here, *here.parents):
+        if (d / "dvc.yaml").is_file():
+            return d
+    return here
 
 
 def canonicalise_safetensors(path: str | Path) -> None:

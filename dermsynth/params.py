@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError,
-                      model_validator)
+                      ValidationInfo, model_validator)
 from pydantic_core import PydanticCustomError
 
 from dermsynth.errors import UserError
@@ -34,15 +34,27 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 Positive = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
 Workers = Annotated[int, Field(ge=0, description="processes or threads; 0 = all cores")]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="a random seed (what numpy and torch accept)")]
+SHOWN = 80  # characters of a refused value an error line shows: a huge value must not flood the terminal
 
 
-def _existing_file(path: str) -> str:
-    if path and not Path(path).is_file():
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")  # what timm's pretrained loader reads (weights_only)
+
+
+def _weights_file(path: str) -> str:
+    if not path:
+        return path
+    if not Path(path).exists():
         raise PydanticCustomError("no_such_file", "no such file")
+    if not Path(path).is_file():
+        raise PydanticCustomError("not_a_file", "is a folder, not a weights file")
+    if Path(path).suffix not in WEIGHT_SUFFIXES:
+        raise PydanticCustomError("not_weights", "not a weights file (expected {suffixes})",
+                                  {"suffixes": " or ".join(WEIGHT_SUFFIXES)})
     return path
 
 
-LocalFile = Annotated[StrictStr, AfterValidator(_existing_file)]  # "" = none
+WeightsFile = Annotated[StrictStr, AfterValidator(_weights_file)]  # "" = none
 
 
 class ParamsError(UserError):
@@ -54,8 +66,9 @@ class ParamsError(UserError):
 
 
 class Block(BaseModel):
-    # unknown keys are typos until proven otherwise; defaults are validated like given values
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # unknown keys are typos until proven otherwise; defaults are validated like given values; .inf and
+    # 1e400 (read as inf) are refused: no learning rate, margin or threshold is meant to be infinite
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class Paths(Block):
@@ -66,6 +79,18 @@ class Paths(Block):
     synthetic: Str = "data/synthetic"
     filter: Str = Field("data/filter", description="the synthetic images' filter scores and which are kept")
     work: Str = Field(".work", description="resumable in-progress state (LoRA checkpoints, generated chunks)")
+
+    @model_validator(mode="after")
+    def _confined(self, info: ValidationInfo):
+        from dermsynth.files import find_root
+        from dermsynth.paths import path_problems
+
+        if info.context is None:  # a Paths() built in code; `validate` (every command, every stage) checks
+            return self
+        problems = path_problems(self.model_dump(), info.context.get("root") or find_root())
+        if problems:  # each line already names its key: raised as one error, split again by _lines
+            raise ValueError("\n".join(p.removeprefix("paths.") for p in problems))
+        return self
 
 
 class Ingest(Block):
@@ -232,7 +257,7 @@ class ModelTrain(Block):
     weight_decay: NonNeg = 0.05
     warmup_epochs: NonNeg = 1.0
     drop_rate: Fraction = 0.1
-    pretrained_file: LocalFile = ""
+    pretrained_file: WeightsFile = ""
     balanced_batches: Bool = True
     hflip: Fraction = 0.5
     vflip: Fraction = 0.5
@@ -285,7 +310,7 @@ class Evaluate(Block):
 
 
 class Audit(Block):
-    features: LocalFile = ""
+    features: WeightsFile = ""
     feature_model: Str = "vit_tiny_patch16_224"
     feature_img_size: Count = 0
     feature_epochs: PosInt = 12
@@ -307,10 +332,10 @@ class FilterParams(Block):
 
 
 class Params(Block):
-    seed: Count = 42
-    data_seed: Count = 42
+    seed: Seed = 42
+    data_seed: Seed = 42
     ratio: Fraction = 0.5
-    paths: Paths = Paths()
+    paths: Paths = Field(default_factory=dict)  # validated with the repository as context
     ingest: Ingest = Ingest()
     prepare: Prepare = Prepare()
     quality: Quality = Quality()
@@ -323,24 +348,36 @@ class Params(Block):
     filter: FilterParams = FilterParams()
 
 
-def _line(err: dict, known: dict[tuple, list[str]]) -> str:
+def shown(value: Any) -> str:
+    """A value as an error line shows it: at most SHOWN characters, never formatted whole (reprlib)."""
+    import reprlib
+
+    rep = reprlib.Repr()
+    rep.maxstring = rep.maxother = SHOWN
+    rep.maxlist = rep.maxdict = 8
+    r = rep.repr(value)
+    return r if len(r) <= SHOWN else r[:SHOWN - 3] + "..."
+
+
+def _lines(err: dict, known: dict[tuple, list[str]]) -> list[str]:
     loc = tuple(str(p) for p in err["loc"])
     key = ".".join(loc)
     given = err.get("input")
     kind = err["type"]
     if kind == "extra_forbidden":
         near = difflib.get_close_matches(loc[-1], known.get(loc[:-1], []), n=1)
-        return f"{key}: unknown key" + (f"; did you mean '{near[0]}'?" if near else
-                                        f" (known: {', '.join(known.get(loc[:-1], []))})")
-    if kind == "value_error":  # our validators: "<subkey>: problem", already naming the value
-        sub, _, msg = str(err["ctx"]["error"]).partition(": ")
-        return f"{key + '.' if key else ''}{sub}: {msg}"
+        return [f"{key}: unknown key" + (f"; did you mean '{near[0]}'?" if near else
+                                         f" (known: {', '.join(known.get(loc[:-1], []))})")]
+    if kind == "value_error":  # our validators: "<subkey>: problem" lines, already naming the value
+        return [f"{key + '.' if key else ''}{line}" for line in str(err["ctx"]["error"]).splitlines()]
     msg = err["msg"]
     if kind == "bool_type" and isinstance(given, str):
         msg += f"; write {given.strip().lower()} without quotes" if given.strip().lower() in ("true", "false") else ""
     if kind == "literal_error":
         msg = msg.replace("Input should be", "must be")
-    return f"{key}: {msg} (got {given!r})"
+    if kind == "finite_number":
+        msg = "must be a finite number"
+    return [f"{key}: {msg} (got {shown(given)})"]
 
 
 def _known_keys(model: type[BaseModel], prefix: tuple = ()) -> dict[tuple, list[str]]:
@@ -351,15 +388,17 @@ def _known_keys(model: type[BaseModel], prefix: tuple = ()) -> dict[tuple, list[
     return out
 
 
-def validate(raw: dict[str, Any] | None, where: str = "params.yaml") -> dict[str, Any]:
-    """The validated parameters as a plain dict with every key present; ParamsError otherwise."""
+def validate(raw: dict[str, Any] | None, where: str = "params.yaml", root: Path | None = None) -> dict[str, Any]:
+    """The validated parameters as a plain dict with every key present; ParamsError otherwise.
+
+    `root`: the repository the paths are relative to (default: dermsynth.files.find_root())."""
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError([f"{where}: must be a mapping of blocks (got {type(raw).__name__})"])
     try:
-        p = Params.model_validate(raw or {})
+        p = Params.model_validate(raw or {}, context={"root": root})
     except ValidationError as e:
         known = _known_keys(Params)
-        raise ParamsError([_line(err, known) for err in e.errors(include_url=False)]) from None
+        raise ParamsError([line for err in e.errors(include_url=False) for line in _lines(err, known)]) from None
     out = p.model_dump(mode="python")
     # an override replaces only the keys it gives
     out["train"]["overrides"] = {m: o.model_dump(exclude_unset=True) for m, o in p.train.overrides.items()}

@@ -3,8 +3,11 @@
 Tracking store: `MLFLOW_TRACKING_URI` if set, else `sqlite:///<repo>/mlflow.db` with artifacts
 in `<repo>/mlruns/`, where <repo> is DVC_ROOT (set by DVC in every stage, queued experiments
 included: they run in a temporary clone that is deleted afterwards, so a relative path would lose
-their runs) or the current directory. Experiment `dermsynth`; one run per (model, ratio, seed),
-opened by the train stage and completed by the evaluate stage.
+their runs) or the current directory. Experiment `dermsynth`; one run per classifier condition (model, ratio, seed, mixing, filter, ...):
+opened by the train stage (live training curves), completed by the track stage with the test
+metrics and artefacts, or made whole by it from the DVC outputs when no run trained this model here
+(a fresh clone whose classifiers re-trained byte-identically, so DVC skipped evaluate; outputs
+restored by `dvc pull --run-cache` or `dvc exp apply`; a new tracking store).
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ DVC_TAGS = ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_STAGE", "DVC_ROOT")
 
 
 def repo_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
+    from dermsynth.files import find_root
+
+    return find_root()
 
 
 def tracking_uri() -> str:
@@ -84,6 +89,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 MODEL_TAG = "dermsynth.model_sha256"
+CONDITION_TAG = "dermsynth.condition"  # the run's params and weights: what makes two runs the same run
+RUN_FILE = "run.json"  # in the model folder: the run's name and params, as the train stage logged them
 
 
 def model_digest(model_dir: str | Path, weights: str = "model.safetensors") -> str:
@@ -108,9 +115,18 @@ def start_run(run_name: str, params: dict, run_id: str | None = None) -> Iterato
         yield mlflow, run
 
 
+def condition_key(model_dir: str | Path) -> str:
+    """The run's params (RUN_FILE) and weights in one digest; the weights alone without RUN_FILE."""
+    import hashlib
+
+    f = Path(model_dir) / RUN_FILE
+    params = f.read_bytes() if f.is_file() else b""
+    return hashlib.sha256(params + model_digest(model_dir).encode()).hexdigest()[:16]
+
+
 def find_model_run(model_dir: str | Path) -> str | None:
-    """The run that trained the model in `model_dir`, matched by its weights' digest: the newest one of
-    this DVC experiment (DVC_EXP_NAME) if any, else the newest one.
+    """The finished run of the model in `model_dir`, matched by its condition (params and weights): the
+    newest one of this DVC experiment (DVC_EXP_NAME) if any, else the newest one.
 
     Two experiments can train the same weights (ratio 0 under two filter settings); run side by side in
     a queue, "the newest" alone would hand one experiment's metrics to the other's run."""
@@ -118,7 +134,9 @@ def find_model_run(model_dir: str | Path) -> str | None:
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return None
-    by_digest = f"tags.`{MODEL_TAG}` = '{model_digest(model_dir)}'"
+    by_digest = (f"tags.`{CONDITION_TAG}` = '{condition_key(model_dir)}'" if (Path(model_dir) / RUN_FILE).is_file()
+                 else f"tags.`{MODEL_TAG}` = '{model_digest(model_dir)}'")
+    by_digest += " and attributes.status = 'FINISHED'"
     name = os.environ.get("DVC_EXP_NAME", "").replace("'", "")
     for flt in ([f"{by_digest} and tags.dvc_exp_name = '{name}'"] if name else []) + [by_digest]:
         found = mlflow.search_runs([exp.experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"],
@@ -126,6 +144,39 @@ def find_model_run(model_dir: str | Path) -> str | None:
         if not found.empty:
             return str(found.run_id.iloc[0])
     return None
+
+
+def _log_training(mlflow, model_dir: Path) -> None:
+    """The training side of a run from the model folder: curves per epoch, counts, best validation AUROC
+    (its timings are not in the DVC output, which must be the same bytes on every identical run)."""
+    import pandas as pd
+
+    for row in pd.read_csv(model_dir / "history.csv").to_dict("records"):
+        epoch = int(row.pop("epoch"))
+        mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=epoch)
+    summary = json.loads((model_dir / "summary.json").read_text())
+    mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and k != "best_epoch"})
+
+
+def complete_run(model_dir: str | Path, metrics: dict[str, float], artifacts: list[Path]) -> tuple[str, bool]:
+    """Make the store hold this classifier's run whole: its test metrics and artefacts logged into the run
+    that trained it, or, where none did here, into a run made from the DVC outputs (params, curves,
+    counts). Idempotent: a second call adds no run. Returns the run id and whether it was made now."""
+    model_dir = Path(model_dir)
+    run_id = find_model_run(model_dir)
+    made = run_id is None
+    if made:
+        run = json.loads((model_dir / RUN_FILE).read_text())
+        with start_run(run["name"], run["params"]) as (mlflow, active):
+            _log_training(mlflow, model_dir)
+            mlflow.set_tags({MODEL_TAG: model_digest(model_dir), CONDITION_TAG: condition_key(model_dir),
+                             "dermsynth.logged_from": "dvc outputs"})
+            run_id = active.info.run_id
+    with start_run("", {}, run_id=run_id) as (mlflow, _):
+        mlflow.log_metrics(metrics)
+        for a in artifacts:
+            mlflow.log_artifact(str(a))
+    return run_id, made
 
 
 def runs(experiment: str = EXPERIMENT):

@@ -1,14 +1,17 @@
 """Shared plumbing of stage scripts: params, logging, clean failure messages."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from dermsynth.config import configure_environment, load_params
 from dermsynth.errors import UserError, UserValueError
+from dermsynth.paths import MARKER, mark_output_dir
 from dermsynth.parallel import concurrent_experiments, torch_threads
 
 
@@ -29,9 +32,18 @@ def main(run: Callable[[dict], None]) -> None:
     tlogging.disable_progress_bar()
     share_cores_with_queue()
     try:
-        run(load_params())
+        params = load_params()
+        run(params)
+        reports = Path(params["paths"]["reports"])
+        if reports.is_dir() and not (reports / MARKER).is_file():  # a new reports folder, made by this stage
+            mark_output_dir(reports)
     except UserError as e:  # the user's to fix: one line each; anything else is a bug and keeps its traceback
         fail(e)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        fail(UserError(f"disk full writing {e.filename or 'an output'}: free space and re-run (DVC rebuilds the "
+                       "stage's outputs whole)"))
 
 
 def share_cores_with_queue() -> None:

@@ -1,4 +1,6 @@
-"""Stage evaluate@<model>: ISIC and HAM10000 test metrics, predictions, plots, Grad-CAM -> MLflow + reports."""
+"""Stage evaluate@<model>: ISIC and HAM10000 test metrics, predictions, plots, Grad-CAM -> reports.
+
+The track stage logs them to MLflow (so that a run whose evaluation DVC skipped is complete too)."""
 import argparse
 import json
 from pathlib import Path
@@ -9,7 +11,6 @@ from dermsynth.classify.evaluate import evaluate_model, gradcam_grid, plot_roc_a
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.subgroups import subgroup_metrics, worst_and_gap
 from dermsynth.classify.train import TrainConfig, load_classifier, transforms
-from dermsynth.tracking import find_model_run, start_run
 from stages._common import main
 
 
@@ -39,16 +40,6 @@ def run(params: dict) -> None:
     per_cell = max(1, e["gradcam_images"] // 4)  # a quarter per (test set, class), at least one of each
     sample = pd.concat([g.groupby("label").head(per_cell) for g in split_test_sets(manifest).values()])
     gradcam_grid(model, t_eval, sample, rep / "plots" / slug / "gradcam.png")
-    run_id = find_model_run(mdir)
-    if run_id is None:  # the model came from a DVC cache whose MLflow runs are elsewhere: a run of its own
-        print(f"evaluate: no MLflow run trained {mdir}; logging to a new run")
-    conf = json.loads((mdir / "config.json").read_text())
-    with start_run(f"{name} ratio={conf['ratio']} seed={cfg.seed} (evaluation)",
-                   {"ratio": conf["ratio"], "model": name, "seed": cfg.seed, **conf["train"]}, run_id=run_id) as (mlflow, _):
-        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
-        for p in (png, rep / "plots" / slug / "gradcam.png", rep / "metrics" / f"{slug}.json",
-                  rep / "metrics" / f"{slug}_subgroups.csv"):
-            mlflow.log_artifact(str(p))
     flat = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     print(f"{name}: " + json.dumps(flat))
 

@@ -1,6 +1,5 @@
 """Stage preprocess: hair removal, lesion centring, resize, dedup, grouped splits -> data/prepared."""
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -10,6 +9,7 @@ from dermsynth.config import from_block, save_resolved
 from dermsynth.data.hair_score import score_centring, score_hair_removal
 from dermsynth.data.prepare import build_manifest, example_grid, preprocess_all
 from dermsynth.data.preprocess import PrepConfig
+from dermsynth.paths import replace_output_dir
 from stages._common import main
 
 
@@ -18,7 +18,7 @@ def run(params: dict) -> None:
     split = {k: p.pop(k) for k in ("val_fraction", "test_fraction", "phash_distance", "workers")}
     cfg = from_block(PrepConfig, p)
     prepared, reports = Path(paths["prepared"]), Path(paths["reports"]) / "preprocess"
-    shutil.rmtree(prepared, ignore_errors=True)  # DVC owns this output; stale images must not linger
+    replace_output_dir(prepared, "paths.prepared")  # stale images must not linger; only a folder we made goes
     reports.mkdir(parents=True, exist_ok=True)
     interim = pd.read_csv(Path(paths["interim"]) / "manifest.csv", keep_default_na=False, dtype=str)
     df = preprocess_all(interim, Path(paths["raw"]), prepared / "images", Path("."), cfg, split["workers"])

@@ -1,6 +1,7 @@
 """Stage train@<model>: a timm classifier on the hybrid real+synthetic training set (params: ratio).
 
-Opens the MLflow run of (model, ratio, seed); the evaluate stage completes it with test metrics.
+Opens the MLflow run of the condition (model, ratio, seed, ...) with live training curves; the track
+stage completes it with the test metrics (or logs it whole from the outputs where it is missing).
 """
 import argparse
 import json
@@ -16,7 +17,7 @@ from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
 from dermsynth.filter import kept_images
 from dermsynth.params import check_model_names
-from dermsynth.tracking import MODEL_TAG, model_digest, start_run
+from dermsynth.tracking import CONDITION_TAG, MODEL_TAG, RUN_FILE, condition_key, model_digest, start_run
 from stages._common import main, relaunch, under_launcher
 
 
@@ -65,7 +66,9 @@ def run(params: dict) -> None:
                                    on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch))
         mlflow.log_metrics({"best_val_auc": summary["best_val_auc"], "train_images_per_second": summary["images_per_second"],
                             "train_seconds": summary["seconds"]})
-        mlflow.set_tag(MODEL_TAG, model_digest(out))  # how evaluate finds this run again
+        # the run's params beside the weights: what the track stage finds this run by, or logs it from
+        (out / RUN_FILE).write_text(json.dumps({"name": run_name, "params": run_params}, indent=2, default=str) + "\n")
+        mlflow.set_tags({MODEL_TAG: model_digest(out), CONDITION_TAG: condition_key(out)})
         run_id = active.info.run_id
     save_resolved({"train": vars(cfg), "mixing": vars(mix_cfg), "ratio": ratio}, out / "config.json")
     # no timings and no run id in the DVC output: its files must be the same on every identical run

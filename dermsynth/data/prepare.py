@@ -1,6 +1,7 @@
 """The prepared set: preprocessed images, duplicate groups and splits in one manifest."""
 from __future__ import annotations
 
+import errno
 import functools
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from dermsynth.data.preprocess import PrepConfig, prepare_image, to_working
 from dermsynth.data.sheet import before_after
 from dermsynth.data.split import assign_splits, group_ids
 from dermsynth.data.subgroups import skin_tone
+from dermsynth.errors import UserFileError
 from dermsynth.parallel import pmap
 
 # what preprocessing found, per image, as manifest columns (dermsynth.contracts: PREPARED_EXTRA_COLUMNS)
@@ -29,10 +31,22 @@ def _one(raw_root: Path, out_dir: Path, repo_root: Path, cfg: PrepConfig,
     p = prepare_image(work, cfg, raw_short)
     dst = out_dir / source / f"{image_id}.png"
     # PNG, not JPEG: lossless, and the same pixels give the same bytes (DVC hashes stay put).
-    cv2.imwrite(str(dst), cv2.cvtColor(p.image, cv2.COLOR_RGB2BGR))
+    write_png(dst, p.image)
     # skin tone from the whole photograph's field of view: the centred crop is mostly lesion
     findings = (p.centring, p.confidence, p.crop_px, p.upscale, p.rim_filled)
     return dst.relative_to(repo_root).as_posix(), phash64(p.image), p.ita, findings
+
+
+def write_png(dst: Path, rgb: np.ndarray) -> None:
+    """Encode, then write with Python: a failed write raises (cv2.imwrite only returns False, and a full
+    disk would go on "writing" every later image); the error names the file (a write error alone does not)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"{dst}: OpenCV could not encode a {rgb.shape} image as PNG")
+    try:
+        dst.write_bytes(buf.tobytes())
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(dst)) from None
 
 
 def preprocess_all(interim: pd.DataFrame, raw_root: Path, out_dir: Path, repo_root: Path, cfg: PrepConfig,
@@ -42,7 +56,13 @@ def preprocess_all(interim: pd.DataFrame, raw_root: Path, out_dir: Path, repo_ro
         (out_dir / s).mkdir(parents=True, exist_ok=True)
     rows = list(zip(interim["source"], interim["image_id"], interim["file"], interim["width"], interim["height"]))
     fn = functools.partial(_one, raw_root.resolve(), out_dir.resolve(), repo_root.resolve(), cfg)
-    done = pmap(fn, rows, workers, desc="preprocess")
+    try:
+        done = pmap(fn, rows, workers, desc="preprocess")
+    except OSError as e:  # the first failed write stops the stage (workers stop with the pool)
+        written = sum(1 for f in out_dir.rglob("*.png") if str(f) != e.filename)  # whole images only
+        what = "disk full" if e.errno == errno.ENOSPC else f"cannot write ({e.strerror})"
+        raise UserFileError(f"{what} writing {e.filename}: {written} images written, re-run after freeing "
+                            "space (the prepared set is rebuilt whole)") from None
     df = interim.copy()
     df["path"] = [p for p, _, _, _ in done]
     df["phash"] = [f"{h:016x}" for _, h, _, _ in done]

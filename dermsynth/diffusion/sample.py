@@ -34,6 +34,7 @@ from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.lora import dir_fingerprint, fingerprint
 from dermsynth.errors import UserValueError
 from dermsynth.parallel import torch_threads
+from dermsynth.paths import replace_output_dir
 
 SAMPLERS = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler, "plms": PNDMScheduler}
 
@@ -252,7 +253,7 @@ def _publish(df: pd.DataFrame, work: Path, out_dir: Path, repo_root: Path,
              classes: tuple[str, ...] | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Copy the finished set from the work folder: the DVC output holds exactly the planned images, their
     metadata (each row with the seed that made its image) and the retries; returns both tables."""
-    shutil.rmtree(out_dir, ignore_errors=True)
+    replace_output_dir(out_dir, "paths.synthetic")  # only a folder the pipeline made is deleted
     for label in classes:
         (out_dir / "images" / label).mkdir(parents=True, exist_ok=True)
     for src, dst in zip(df.work_path, df.path):

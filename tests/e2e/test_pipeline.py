@@ -102,7 +102,9 @@ def test_exp_run_ratio_reruns_only_the_classifier_side(clone, repro):
     out = run(["dvc", "exp", "run", "-S", "ratio=0"], clone, timeout=3600).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     # memorisation and fidelity (stage audit) and their feature space never re-run for a ratio
-    assert ran == {f"train@{m}" for m in MODELS} | {f"evaluate@{m}" for m in MODELS} | {"cards", "audit_dataset"}, ran
+    # `params` checks every -S value first; track@ completes each run in MLflow
+    assert ran == {f"{s}@{m}" for s in ("train", "evaluate", "track") for m in MODELS} | {
+        "params", "cards", "audit_dataset"}, ran
     from dermsynth import tracking
 
     import os
@@ -213,7 +215,8 @@ def test_exp_run_keep_fraction_reruns_only_the_filter_and_what_follows(clone, re
     draw only from the kept 80 % of each class."""
     out = run(["dvc", "exp", "run", "-S", "ratio=0.5", "-S", "filter.keep_fraction=0.8"], clone, timeout=3600).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"filter", "cards", "audit_dataset"} | {f"{s}@{m}" for s in ("train", "evaluate") for m in MODELS}, ran
+    assert ran == {"params", "filter", "cards", "audit_dataset"} | {
+        f"{s}@{m}" for s in ("train", "evaluate", "track") for m in MODELS}, ran
     scores = pd.read_csv(clone / "data/filter/scores.csv", keep_default_na=False)
     n = CI_PARAMS[("generate", "n_per_class")]
     flagged = scores[scores.reason.isin(["blank", "near-copy"])].groupby("label").size()
@@ -224,3 +227,61 @@ def test_exp_run_keep_fraction_reruns_only_the_filter_and_what_follows(clone, re
         used = pd.read_csv(clone / f"models/classifiers/{m}/training_set.csv")
         synthetic = set(used.image_id[used.origin == "synthetic"])
         assert synthetic and synthetic <= kept
+
+
+def _mlflow_runs(clone):
+    import os
+
+    from dermsynth import tracking
+
+    os.environ["DVC_ROOT"] = str(clone)
+    try:
+        return tracking.runs()
+    finally:
+        del os.environ["DVC_ROOT"]
+
+
+def _complete(runs) -> bool:
+    return all(f"metrics.{ts}_{k}" in runs.columns and runs[f"metrics.{ts}_{k}"].notna().all()
+               for ts in ("isic", "ham10000") for k in METRICS)
+
+
+def test_a_fresh_tracking_store_gets_complete_runs_and_no_duplicates(clone, repro):
+    """A fresh clone: no MLflow store, classifiers re-trained byte-identically (so DVC skips evaluate), or
+    restored from DVC's cache (so nothing trains at all). Either way one complete run per model."""
+    run(["git", "checkout", "params.yaml"], clone)
+    run(["dvc", "repro"], clone)  # the workspace as committed
+    for case in ("retrained", "restored"):
+        for p in ("mlflow.db", "mlruns", ".mlflow-sync"):
+            shutil.rmtree(clone / p, ignore_errors=True) if (clone / p).is_dir() else (clone / p).unlink(missing_ok=True)
+        shutil.rmtree(clone / "models/classifiers")
+        # retrained: DVC runs train again; restored: DVC checks its outputs out of the run cache
+        out = run(["dvc", "repro"] + (["--no-run-cache"] if case == "retrained" else []), clone, timeout=3600).stdout
+        ran = set(re.findall(r"Running stage '([^']+)'", out))
+        assert not any(s.startswith("evaluate@") for s in ran), (case, ran)
+        assert {f"track@{m}" for m in MODELS} <= ran, (case, ran)
+        runs = _mlflow_runs(clone)
+        assert sorted(runs["params.model"]) == sorted(MODELS), (case, runs["params.model"].tolist())
+        assert _complete(runs), case
+        assert (runs["params.ratio"] == "0.5").all() and runs["metrics.best_val_auc"].notna().all()
+        again = run(["dvc", "repro"], clone).stdout
+        assert "Running stage" not in again and len(_mlflow_runs(clone)) == len(MODELS), case
+
+
+def test_a_bad_value_stops_before_any_output_is_removed(clone, repro):
+    """`dvc exp run -S` with a typo, a value out of range, or a path that names a tracked folder: the
+    params stage stops the run before DVC removes any stage's outputs."""
+    run(["git", "checkout", "params.yaml"], clone)
+    run(["dvc", "repro"], clone)
+    watched = ["reports/model_card.md", "reports/data_card.md", "data/filter/scores.csv", "data/prepared/manifest.csv",
+               "configs/paper.yaml", f"models/classifiers/{MODELS[0]}/model.safetensors"]
+    before = {f: (clone / f).read_bytes() for f in watched}
+    for setting in ("train.epoch=5", "filter.policy=combind", "ratio=75", "paths.prepared=configs",
+                    "paths.reports=../elsewhere"):
+        p = run(["dvc", "exp", "run", "-S", setting], clone, check=False, timeout=600)
+        ran = set(re.findall(r"Running stage '([^']+)'", p.stdout))
+        assert p.returncode != 0 and ran <= {"params"}, (setting, ran, p.stdout[-2000:], p.stderr[-2000:])
+        assert "ERROR: " + setting.split("=")[0] in p.stderr + p.stdout, (setting, p.stderr[-2000:])
+        assert {f: (clone / f).read_bytes() for f in watched} == before, setting
+        run(["git", "checkout", "params.yaml"], clone)
+    assert not (clone.parent / "elsewhere").exists()

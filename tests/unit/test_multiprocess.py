@@ -122,12 +122,15 @@ def test_train_stage_with_two_processes_logs_one_mlflow_run(prepared_session, tm
     import yaml
 
     from dermsynth import tracking
+    from dermsynth.paths import mark_output_dir
 
     root, m = prepared_session
     (tmp_path / "data/prepared").mkdir(parents=True)
     (tmp_path / "data/prepared/images").symlink_to(root / "data/prepared/images")
     m.to_csv(tmp_path / "data/prepared/manifest.csv", index=False)
     (tmp_path / "data/synthetic").mkdir(parents=True)  # stand-ins: real files under synthetic ids
+    for d in ("data/prepared", "data/synthetic"):  # made by "the pipeline": the schema lets stages replace them
+        mark_output_dir(tmp_path / d)
     syn = m[m.split == "train"].assign(image_id=lambda d: "syn_" + d.image_id)[["image_id", "label", "path"]]
     syn.to_csv(tmp_path / "data/synthetic/metadata.csv", index=False)
     (tmp_path / "data/filter").mkdir(parents=True)  # the filter stage's output: every stand-in kept
@@ -145,6 +148,7 @@ def test_train_stage_with_two_processes_logs_one_mlflow_run(prepared_session, tm
     assert "DDP over 2 processes (cpu), global batch 8" in p.stdout
     out = tmp_path / "models/classifiers/vit_tiny_patch16_224"
     assert len(list(out.glob("*.safetensors"))) == 1 and len(pd.read_csv(out / "history.csv")) == 2
+    assert (out / tracking.RUN_FILE).is_file()  # what the track stage finds (or logs) this run by
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     runs = tracking.runs()
     assert len(runs) == 1 and runs.iloc[0]["params.processes"] == "2", runs.T
