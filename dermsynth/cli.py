@@ -1,11 +1,55 @@
-"""`dermsynth` console commands."""
+"""`dermsynth` console commands.
+
+Every command runs at the repository root (dermsynth.files.find_root), whichever of its folders it
+is started from: params.yaml's paths, the MLflow store and the FiftyOne database are all relative to
+the root. Paths typed on the command line stay relative to the folder they were typed in.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 from dermsynth.config import configure_environment
 from dermsynth.errors import UserError
+from dermsynth.files import find_root
+
+# commands that open a database at the root, and the variable that puts it elsewhere: outside a
+# repository they would make a fresh one in whatever folder they were started from
+DATABASE_VARIABLE = {"report": "MLFLOW_TRACKING_URI", "mlflow": "MLFLOW_TRACKING_URI", "app": "FIFTYONE_DATABASE_DIR"}
+
+
+def enter_repository(command: str) -> Path:
+    """chdir to the repository root (the caller restores the folder); refuse a database command outside one."""
+    root = find_root()
+    if not root.is_dir():
+        raise UserError(f"DVC_ROOT names {root}, which is not a folder")
+    in_repository = bool(os.environ.get("DVC_ROOT")) or (root / "dvc.yaml").is_file()
+    variable = DATABASE_VARIABLE.get(command)
+    if not in_repository and variable and not os.environ.get(variable):
+        raise UserError(f"{root} is not inside a dermsynth repository (no dvc.yaml here or above): run "
+                        f"`dermsynth {command}` from the repository, or set {variable}")
+    os.chdir(root)
+    return root
+
+
+def typed_path(value: str) -> Path:
+    """A path typed on the command line, made absolute against the folder it was typed in (argparse
+    converts it before main() moves to the root; defaults are Path objects, which it leaves alone, so
+    they stay relative to the root)."""
+    return Path(value).expanduser().absolute()
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the root (the current folder) where it lies inside, else absolute."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.absolute())
 
 
 def _demo_data(args: argparse.Namespace) -> None:
@@ -18,42 +62,144 @@ def _demo_data(args: argparse.Namespace) -> None:
 def _export_lora(args: argparse.Namespace) -> None:
     from dermsynth.diffusion.export import export_a1111
 
-    out = args.out or f"{args.lora.rstrip('/').replace('/', '_')}_a1111.safetensors"
-    print(f"wrote {export_a1111(args.lora, out)}")
+    lora = Path(_shown(args.lora))  # models/lora/malignant -> models_lora_malignant_a1111.safetensors at the root
+    out = args.out or Path("_".join(lora.parts if not lora.is_absolute() else lora.parts[-1:]) + "_a1111.safetensors")
+    print(f"wrote {_shown(export_a1111(args.lora, out))}")
 
 
-def _report(args: argparse.Namespace) -> None:
+def _utc(value: str | None, flag: str):
+    import pandas as pd
+
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp(value, tz="UTC")
+    except ValueError:
+        raise UserError(f"{flag} {value!r}: not a time (e.g. '2026-11-24 09:30', UTC)") from None
+
+
+def _every_run():
+    """Every run of the experiment, finished or not: tracking.runs() holds the finished ones only, and
+    the unfinished ones must be named as skipped, not vanish."""
     import pandas as pd
 
     from dermsynth import tracking
-    from dermsynth.report import write_report
 
-    runs = tracking.runs()
+    mlflow = tracking._mlflow()
+    exp = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
+    return pd.DataFrame() if exp is None else mlflow.search_runs([exp.experiment_id])
+
+
+def _report(args: argparse.Namespace) -> None:
+    from dermsynth.report import check_replaces, screen_runs, tidy_runs, write_study
+
+    since, until = _utc(args.since, "--since"), _utc(args.until, "--until")
     # one study's runs only (the MLflow store keeps every run ever made)
-    if args.since and len(runs):
-        runs = runs[runs["start_time"] >= pd.Timestamp(args.since, tz="UTC")]
-    if args.until and len(runs):
-        runs = runs[runs["start_time"] < pd.Timestamp(args.until, tz="UTC")]
-    s = write_report(runs, args.out)
-    print(f"wrote {args.out}/ratio_sweep.md and .png from {len(s)} (model, test set, metric, ratio) cells")
+    runs, skipped = screen_runs(_every_run(), since, until)
+    df, superseded = tidy_runs(runs)
+    for s in skipped + superseded:
+        print(s.line())
+    if df.empty:
+        raise UserError("no evaluated runs in the MLflow experiment 'dermsynth'" + (" in that time range" if since or until
+                        else "") + " (run `dvc repro` or the sweep first)")
+    if not args.force:
+        check_replaces(df, args.out)
+    w = write_study(df, args.out)
+    for f in w.files:
+        print(f"wrote {_shown(f)}")
+    for f in w.removed:
+        print(f"removed {_shown(f)} (the earlier study's; this one has none)")
+    print(f"ratio study of {df.run_id.nunique()} runs ({len(skipped) + len(superseded)} skipped) from {len(w.summary)} "
+          "(model, test set, metric, ratio) cells")
 
 
 def _app(args: argparse.Namespace) -> None:
     import fiftyone as fo
 
-    from dermsynth.audit.app import serve
+    from dermsynth.audit.app import ADDRESS, port_free, serve
     from dermsynth.audit.build import build_from_outputs
     from dermsynth.config import load_params
 
+    # where mongod will keep its files, as FiftyOne itself resolved it (a database is ~300 MB)
+    print(f"FiftyOne database: {_shown(Path(fo.config.database_dir))}", flush=True)
+    if not port_free(args.port):  # before a dataset build that can take minutes
+        raise UserError(f"port {args.port} on {ADDRESS} is already in use (another App?); choose one with --port")
     if args.rebuild or not fo.dataset_exists(args.dataset):
         print(f"building the FiftyOne dataset '{args.dataset}' from the pipeline's outputs...", flush=True)
         build_from_outputs(load_params(), name=args.dataset)
     serve(args.dataset, args.port)
 
 
-def _mlflow(args: argparse.Namespace) -> None:
-    import subprocess
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of group `pgid` still runs (zombies, already stopped, do not count)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
+
+def _stop_group(pgid: int, grace: float = 15.0) -> None:
+    """SIGTERM to every process of the group, SIGKILL to what still runs after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.2)
+
+
+# what stops a server run by serve_group; SIGHUP too, since the server's own session no longer gets
+# the terminal's hang-up
+STOP_SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))
+
+
+def serve_group(cmd: list[str]) -> int:
+    """Run a server `cmd` in a process group of its own until it exits, or until a STOP_SIGNALS signal
+    reaches this process: it stops the whole group (mlflow ui starts uvicorn, a job runner and its huey
+    consumers, which a signal to this process alone would leave serving). Returns the server's exit
+    status, 0 when a signal stopped it."""
+    stopping: list[int] = []
+    procs: list[subprocess.Popen] = []
+
+    def _stop(signum: int, _frame) -> None:  # only signals here: the main thread does the waiting
+        stopping.append(signum)
+        if procs:
+            try:
+                os.killpg(procs[0].pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    old = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
+    try:
+        # its own session, so that a terminal's Ctrl-C reaches this process only and is handled once, here
+        procs.append(subprocess.Popen(cmd, start_new_session=True))
+        if stopping:  # a signal that came before there was a group to stop
+            _stop(stopping[0], None)
+        rc = procs[0].wait()
+        return 0 if stopping else rc
+    finally:
+        if procs:
+            _stop_group(procs[0].pid)
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _mlflow(args: argparse.Namespace) -> None:
     from dermsynth import tracking
     from dermsynth.audit.app import ADDRESS, port_free
 
@@ -63,11 +209,10 @@ def _mlflow(args: argparse.Namespace) -> None:
     # this link lands on the runs table
     url = f"http://{ADDRESS}:{args.port}/#/experiments/{tracking.experiment_id()}?workflowType=machine_learning"
     print(f"MLflow UI on the dermsynth runs: {url}  - Ctrl-C to stop", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "mlflow", "ui", "--host", ADDRESS, "--port", str(args.port),
-                        "--backend-store-uri", tracking.tracking_uri()], check=False)
-    except KeyboardInterrupt:  # the server got the same Ctrl-C and stops on its own
-        pass
+    rc = serve_group([sys.executable, "-m", "mlflow", "ui", "--host", ADDRESS, "--port", str(args.port),
+                      "--backend-store-uri", tracking.tracking_uri()])
+    if rc:
+        sys.exit(rc)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -86,14 +231,13 @@ class ParamsCheckFailed(UserError):
 
 
 def main(argv: list[str] | None = None) -> None:
-    configure_environment()
     parser = argparse.ArgumentParser(prog="dermsynth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="validate a params file and what it names (data, models, weights, disk)")
-    p.add_argument("params", nargs="?", default="params.yaml")
+    p.add_argument("params", nargs="?", type=typed_path, default=Path("params.yaml"))
     p.set_defaults(fn=_check)
     p = sub.add_parser("demo-data", help="write the procedural demo set in HAM10000/ISIC layouts")
-    p.add_argument("--out", default="data/raw")
+    p.add_argument("--out", type=typed_path, default=Path("data/raw"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-defects", action="store_true", help="leave out the deliberately bad inputs")
     p.add_argument("--scale", type=float, default=None,
@@ -101,12 +245,16 @@ def main(argv: list[str] | None = None) -> None:
                         "counts (1 = full size), with ISIC 2019's republished HAM10000 ids and ISIC 2020's duplicates")
     p.set_defaults(fn=_demo_data)
     p = sub.add_parser("export-lora", help="export a trained LoRA for AUTOMATIC1111 / ComfyUI")
-    p.add_argument("--lora", default="models/lora/malignant", help="a diffusers LoRA directory or file")
+    p.add_argument("--lora", type=typed_path, default=Path("models/lora/malignant"),
+                   help="a diffusers LoRA directory or file")
     p.add_argument("--format", choices=["a1111"], default="a1111", help="kohya-ss safetensors (A1111, ComfyUI)")
-    p.add_argument("--out", help="output .safetensors (default: <lora>_a1111.safetensors)")
+    p.add_argument("--out", type=typed_path, help="output .safetensors (default: <lora>_a1111.safetensors)")
     p.set_defaults(fn=_export_lora)
     p = sub.add_parser("report", help="ratio study from MLflow: reports/ratio_sweep.{md,png,csv}")
-    p.add_argument("--out", default="reports")
+    p.add_argument("--out", type=typed_path, default=Path("reports"),
+                   help="report folder (default: reports/ at the repository root)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the study in --out even if this report does not cover all its runs")
     p.add_argument("--since", help="only runs started at or after this UTC time, e.g. '2026-11-24 09:30'")
     p.add_argument("--until", help="only runs started before this UTC time (a study that others followed)")
     p.set_defaults(fn=_report)
@@ -118,13 +266,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", default="dermsynth")
     p.add_argument("--rebuild", action="store_true", help="rebuild the dataset from the outputs first")
     p.set_defaults(fn=_app)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # before moving to the root: typed paths are relative to where they were typed
+    start = os.getcwd()
     try:
+        enter_repository(args.command)
+        # after enter_repository, which must see whether the user set FIFTYONE_DATABASE_DIR before this
+        # fills it in (with <root>/.fiftyone/db)
+        configure_environment()
         args.fn(args)
     except UserError as e:  # the user's to fix: `ERROR: ...` lines, exit 1; a bug keeps its traceback
         lines = str(e).splitlines() or [type(e).__name__]
         print("\n".join(f"ERROR: {line}" for line in lines), file=sys.stderr)
         sys.exit(1)
+    finally:
+        os.chdir(start)  # for callers that run main() in-process
 
 
 if __name__ == "__main__":

@@ -17,10 +17,15 @@ Filter settings are part of the condition, so filtered and unfiltered runs compa
 The AUROC gap between the best and the worst patient group of each attribute (`auc_gap_<attribute>`)
 is tracked against ratio like any metric: do synthetic images narrow it or widen it? Writes reports/ratio_sweep.{md,csv,png}, the per-run values it was computed from
 (reports/ratio_sweep_runs.csv) and reports/ratio_grid.{md,png}.
+
+A report folder holds one study. `check_replaces` refuses to overwrite one whose runs the new report
+does not cover (a fresh clone's two-run store would otherwise replace the committed 60-run study);
+`screen_runs` and `tidy_runs` say why every run left out was left out.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -34,12 +39,14 @@ from statsmodels.stats.multitest import multipletests  # noqa: E402
 
 from dermsynth.classify.metrics import METRICS  # noqa: E402
 from dermsynth.contracts import ATTRIBUTES  # noqa: E402
-from dermsynth.errors import UserValueError  # noqa: E402
+from dermsynth.errors import UserError, UserValueError  # noqa: E402
 
 TESTSETS = ("isic", "ham10000")
 CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction", "filter"]
 GAP_METRICS = tuple(f"auc_gap_{a}" for a in ATTRIBUTES)
 REPLICATE = ["seed", "data_seed"]
+# one run's place in a study: its condition (less the per-row test set and metric), ratio and replicate
+CELL = ["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "filter"]
 MIN_REPLICATES_FOR_INTERVAL = 3
 GRID_METRICS = ("auc", "balanced_accuracy")
 
@@ -53,8 +60,68 @@ def _param(r: pd.Series, key: str, default):
     return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
-def tidy(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, test set, metric) from mlflow.search_runs output (newest runs first)."""
+@dataclass(frozen=True)
+class Skipped:
+    """A run the report leaves out, and why (printed, so a missing run is never a silent surprise)."""
+
+    run_id: str
+    name: str
+    reason: str
+
+    def line(self) -> str:
+        return f"skipped run {self.name or '(unnamed)'} ({self.run_id[:8]}): {self.reason}"
+
+
+# a run needs these parameters to have a place in the study (the train stage logs them)
+RUN_PARAMS = ("model", "ratio", "seed")
+
+
+def _run_name(r: pd.Series) -> str:
+    name = r.get("tags.mlflow.runName")
+    return name if isinstance(name, str) else ""
+
+
+def _has_test_metrics(r: pd.Series) -> bool:
+    return any(isinstance(v, float) and not math.isnan(v)
+               for v in (r.get(f"metrics.{ts}_{m}") for ts in TESTSETS for m in METRICS + GAP_METRICS))
+
+
+def _skip_reason(r: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp | None) -> str | None:
+    started = r.get("start_time")
+    when = f"started {started:%Y-%m-%d %H:%M:%S} UTC" if isinstance(started, pd.Timestamp) else "no start time"
+    if since is not None and not (isinstance(started, pd.Timestamp) and started >= since):
+        return f"{when}, before --since (another study)"
+    if until is not None and not (isinstance(started, pd.Timestamp) and started < until):
+        return f"{when}, not before --until (another study)"
+    status = r.get("status", "FINISHED")
+    if status != "FINISHED":  # RUNNING: still queued, or its evaluate stage failed or was killed
+        return f"unfinished (MLflow status {status})"
+    missing = [k for k in RUN_PARAMS if _param(r, k, None) is None]
+    if missing:
+        return f"no {'/'.join(missing)} parameter (not a classifier run)"
+    if not _has_test_metrics(r):
+        return "finished without test-set metrics (its evaluate stage logged none)"
+    return None
+
+
+def screen_runs(runs: pd.DataFrame, since: pd.Timestamp | None = None,
+                until: pd.Timestamp | None = None) -> tuple[pd.DataFrame, list[Skipped]]:
+    """The runs a report can use (inside [since, until), finished, with parameters and test metrics),
+    and every other one with its reason."""
+    if runs.empty:
+        return runs, []
+    keep, skipped = [], []
+    for i, r in runs.iterrows():
+        reason = _skip_reason(r, since, until)
+        if reason is None:
+            keep.append(i)
+        else:
+            skipped.append(Skipped(str(r["run_id"]), _run_name(r), reason))
+    return runs.loc[keep], skipped
+
+
+def _rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, test set, metric) from mlflow.search_runs output, in the runs' order."""
     rows = []
     for _, r in runs.iterrows():
         for ts in TESTSETS:
@@ -68,10 +135,30 @@ def tidy(runs: pd.DataFrame) -> pd.DataFrame:
                              "synthetic_class_mix": str(_param(r, "synthetic_class_mix", "balanced")),
                              "filter": f"{_param(r, 'filter_policy', 'none')} {float(_param(r, 'keep_fraction', 1.0)):g}",
                              "testset": ts, "metric": m, "value": float(v), "run_id": r["run_id"]})
-    df = pd.DataFrame(rows, columns=["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix",
-                                     "filter", "testset", "metric", "value", "run_id"])
-    # a re-run of the same (condition, ratio, replicate) supersedes the older one
-    return df.drop_duplicates(CONDITION + ["ratio"] + REPLICATE, keep="first")
+    return pd.DataFrame(rows, columns=["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix",
+                                       "filter", "testset", "metric", "value", "run_id"])
+
+
+def tidy_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
+    """`tidy`, and the runs it dropped because a newer run of the same cell replaced them."""
+    every = _rows(runs)
+    # a re-run of the same (condition, ratio, replicate) supersedes the older one (runs come newest first)
+    df = every.drop_duplicates(CONDITION + ["ratio"] + REPLICATE, keep="first")
+    kept = set(df.run_id)
+    names = dict(zip(runs["run_id"], (_run_name(r) for _, r in runs.iterrows()))) if len(runs) else {}
+    newest = every[every.run_id.isin(kept)].drop_duplicates(CELL).set_index(CELL).run_id
+    skipped = []
+    for run_id, g in every[~every.run_id.isin(kept)].groupby("run_id", sort=False):
+        by = newest.get(tuple(g[CELL].iloc[0]))
+        other = f" {names.get(by) or '(unnamed)'} ({str(by)[:8]})" if by is not None else ""
+        skipped.append(Skipped(str(run_id), names.get(run_id, ""),
+                               f"superseded by the newer run{other} of the same model, ratio, seeds and condition"))
+    return df, skipped
+
+
+def tidy(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, test set, metric) from mlflow.search_runs output (newest runs first)."""
+    return tidy_runs(runs)[0]
 
 
 def bounded_interval(values: np.ndarray, lo: float, hi: float, level: float = 0.95) -> tuple[float, float]:
@@ -252,21 +339,97 @@ def plot_grid(s: pd.DataFrame, out_png: Path) -> None:
     plt.close(fig)
 
 
-def write_report(runs: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
+# every file a report folder's study consists of (subgroup_gap.png only where gap metrics were logged)
+STUDY_FILES = ("ratio_sweep_runs.csv", "ratio_sweep.md", "ratio_sweep.csv", "ratio_sweep.png", "subgroup_gap.png",
+               "ratio_grid.md", "ratio_grid.png")
+RUNS_FILE = STUDY_FILES[0]
+
+
+def cells(df: pd.DataFrame) -> set[tuple]:
+    """The study's run cells, in one canonical form (a CSV read back and a fresh tidy() compare equal)."""
+    if "filter" not in df.columns:  # per-run tables exported before the filter stage
+        df = df.assign(filter="none 1")
+    return {(str(m), round(float(r), 6), int(s), str(d), round(float(f), 6), str(x), str(flt))
+            for m, r, s, d, f, x, flt in df[CELL].drop_duplicates().itertuples(index=False)}
+
+
+def _describe(cell: tuple) -> str:
+    model, ratio, seed, data_seed, frac, mix, filt = cell
+    return f"{model} ratio {ratio:g} seed {seed} data_seed {data_seed} real_fraction {frac:g} {mix} filter {filt}"
+
+
+class StudyExists(UserError):
+    """The report folder holds a study that the new report would lose runs of."""
+
+
+def check_replaces(df: pd.DataFrame, out_dir: str | Path) -> None:
+    """Refuse (StudyExists) unless `out_dir` has no study, or every run cell of its study is in `df`.
+
+    "The same study" is judged by cells (model, ratio, seeds, condition), not run ids: re-running the
+    study gives new ids for the same cells and should refresh it; a report that covers only some of
+    the cells (one `dvc exp run` in a fresh clone, a narrower --since) would throw the rest away."""
+    out_dir = Path(out_dir)
+    runs_file = out_dir / RUNS_FILE
+    present = [f for f in STUDY_FILES if (out_dir / f).exists()]
+    if not present:
+        return
+    if not runs_file.is_file():
+        raise StudyExists(f"{out_dir} holds a report ({present[0]}) without the runs it was built from ({RUNS_FILE}), "
+                          "so whether this one covers it cannot be told: write this one elsewhere with --out DIR, or "
+                          "replace it with --force")
+    try:
+        old = pd.read_csv(runs_file, dtype={"data_seed": str})
+        old_cells = cells(old)
+    except (ValueError, KeyError) as e:
+        raise StudyExists(f"{runs_file} cannot be read ({e}): write this report elsewhere with --out DIR, or replace "
+                          "it with --force") from None
+    lost = sorted(old_cells - cells(df))
+    if lost:
+        raise StudyExists(f"{out_dir} holds a study of {old.run_id.nunique()} runs and this report would hold "
+                          f"{df.run_id.nunique()}, missing {len(lost)} of the study's {len(old_cells)} (model, ratio, "
+                          f"seeds, condition) cells, e.g. {_describe(lost[0])}: write it elsewhere with --out DIR, or "
+                          "replace that study with --force")
+
+
+@dataclass(frozen=True)
+class Written:
+    summary: pd.DataFrame
+    files: list[Path]  # in the order written
+    removed: list[Path]  # an earlier study's files this one has no counterpart for
+
+
+def write_study(df: pd.DataFrame, out_dir: str | Path) -> Written:
+    """Write the study of `df` (tidy() rows) into `out_dir`, replacing the study there (see check_replaces)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    df = tidy(runs)
+    files: list[Path] = []
+
+    def out(name: str) -> Path:
+        files.append(out_dir / name)
+        return files[-1]
+
+    s = summarise(df)
+    df.to_csv(out(RUNS_FILE), index=False)  # the inputs: anyone can recompute the summary
+    out("ratio_sweep.md").write_text(markdown(df, s))
+    s.round(6).to_csv(out("ratio_sweep.csv"), index=False)
+    plot_curves(s, out("ratio_sweep.png"))
+    if s.metric.isin(GAP_METRICS).any():
+        plot_curves(s, out("subgroup_gap.png"), GAP_METRICS)
+    t = grid(s)
+    out("ratio_grid.md").write_text("# Ratio x real fraction\n\nMean over replicates; columns: ratio.\n\n"
+                                    + t.round(3).reset_index().to_markdown(index=False) + "\n")
+    if not s[s.metric.isin(GRID_METRICS)].empty:  # plot_grid draws nothing without them
+        plot_grid(s, out("ratio_grid.png"))
+    # a file of the earlier study left beside this one would read as part of it (a gap plot of other runs)
+    removed = [out_dir / f for f in STUDY_FILES if out_dir / f not in files and (out_dir / f).exists()]
+    for f in removed:
+        f.unlink()
+    return Written(s, files, removed)
+
+
+def write_report(runs: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
+    """The study of every usable run in `runs` (mlflow.search_runs output), written to `out_dir`; its summary."""
+    df = tidy(screen_runs(runs)[0])
     if df.empty:
         raise UserValueError("no evaluated runs in the MLflow experiment 'dermsynth' (run `dvc repro` or the sweep first)")
-    s = summarise(df)
-    df.to_csv(out_dir / "ratio_sweep_runs.csv", index=False)  # the inputs: anyone can recompute the summary
-    (out_dir / "ratio_sweep.md").write_text(markdown(df, s))
-    s.round(6).to_csv(out_dir / "ratio_sweep.csv", index=False)
-    plot_curves(s, out_dir / "ratio_sweep.png")
-    if s.metric.isin(GAP_METRICS).any():
-        plot_curves(s, out_dir / "subgroup_gap.png", GAP_METRICS)
-    t = grid(s)
-    (out_dir / "ratio_grid.md").write_text("# Ratio x real fraction\n\nMean over replicates; columns: ratio.\n\n"
-                                           + t.round(3).reset_index().to_markdown(index=False) + "\n")
-    plot_grid(s, out_dir / "ratio_grid.png")
-    return s
+    return write_study(df, out_dir).summary

@@ -6,20 +6,26 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dermsynth import tracking
-from dermsynth.audit.app import wait_until_serving
+from dermsynth.audit.app import port_free, wait_until_serving
 from dermsynth.classify.metrics import METRICS
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture
 def mlflow_server(tmp_path, monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "store")],
@@ -62,3 +68,62 @@ def test_train_evaluate_and_report_through_a_tracking_server(mlflow_server, tmp_
     s = write_report(runs, tmp_path / "rep")
     auc = s[(s.metric == "auc") & (s.ratio == 0.5)].iloc[0]
     assert auc.replicates == 3 and auc.delta == pytest.approx(0.05, abs=0.03)  # 0.1 x ratio
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) of every process, zombies (state Z, already stopped) included."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        out[int(stat.parent.name)] = (int(ppid), state)
+    return out
+
+
+def _descendants(pid: int) -> set[int]:
+    procs, found, todo = _processes(), set(), [pid]
+    while todo:
+        parent = todo.pop()
+        children = {p for p, (ppid, _) in procs.items() if ppid == parent} - found
+        found |= children
+        todo += children
+    return found
+
+
+def _running(pids: set[int]) -> set[int]:
+    procs = _processes()
+    return {p for p in pids if p in procs and procs[p][1] != "Z"}
+
+
+def test_sigterm_stops_dermsynth_mlflow_and_its_whole_server(tmp_path):
+    """SIGTERM to `dermsynth mlflow` (a service manager, `kill`, a closing IDE) stops the server it
+    started, as Ctrl-C does: uvicorn, the job runner and its huey consumers, and frees the port."""
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")  # a repository: its store is tmp_path/mlflow.db
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI")}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "dermsynth"), "mlflow", "--port", str(port)],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    server: set[int] = set()
+    try:
+        assert wait_until_serving(port, 180), "dermsynth mlflow did not start"
+        server = _descendants(proc.pid)
+        assert len(_running(server)) >= 2  # mlflow ui and the uvicorn it runs, at least
+        proc.send_signal(signal.SIGTERM)  # to the dermsynth process only, as `kill PID` does
+        assert proc.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (_running(server) or not port_free(port)):
+            time.sleep(0.2)
+        assert _running(server) == set(), "server processes left running"
+        assert port_free(port), f"port {port} still served"
+    finally:  # whatever a failure left behind, so that it cannot hold the port for the next test
+        if proc.poll() is None:
+            server |= _descendants(proc.pid)
+            proc.kill()
+        for pid in _running(server):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
