@@ -8,7 +8,8 @@ from stages._common import main
 
 def run(params: dict) -> None:
     p, paths = params["ingest"], params["paths"]
-    result = ingest(paths["raw"], min_size=p["min_size"], workers=p["workers"], source_priority=p["source_priority"])
+    result = ingest(paths["raw"], min_size=p["min_size"], workers=p["workers"], source_priority=p["source_priority"],
+                    max_image_bytes=p["max_image_bytes"], max_pixels=p["max_pixels"])
     Path(paths["interim"]).mkdir(parents=True, exist_ok=True)
     Path(paths["reports"]).mkdir(parents=True, exist_ok=True)
     result.manifest.to_csv(Path(paths["interim"]) / "manifest.csv", index=False)

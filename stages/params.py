@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dermsynth.config import configure_environment, load_params
 from dermsynth.errors import UserError
-from dermsynth.params import ParamsError, check_model_names
+from dermsynth.params import ParamsError, check_model_names, unused_overrides
 from stages._common import fail
 
 OUT = Path("reports/params_check.txt")
@@ -28,6 +28,8 @@ def main() -> None:
         fail(UserError(f"{e}\n{HINT}"))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("params.yaml passed the schema of dermsynth/params.py\n")
+    for line in unused_overrides(params):
+        print(f"WARNING: {line}")
     print("params.yaml: valid")
 
 

@@ -5,6 +5,7 @@ stage completes it with the test metrics (or logs it whole from the outputs wher
 """
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ from accelerate import PartialState
 
 from dermsynth.classify.mixing import MixConfig, mix
 from dermsynth.classify.models import model_slug
+from dermsynth.classify.settings import model_settings
 from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
 from dermsynth.filter import kept_images
@@ -21,27 +23,30 @@ from dermsynth.tracking import CONDITION_TAG, MODEL_TAG, RUN_FILE, condition_key
 from stages._common import main, relaunch, under_launcher
 
 
+def short_run_name(model: str, ratio: float, seed: int, real_fraction: float = 1.0) -> str:
+    """A run name the MLflow table shows whole: `vit_tiny ratio=0.75 s=1` (ViT patch/size suffixes dropped)."""
+    short = re.sub(r"_patch\d+_\d+$", "", model)
+    return f"{short} ratio={ratio:g} s={seed}" + (f" rf={real_fraction:g}" if real_fraction < 1 else "")
+
+
 def run(params: dict) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     name = ap.parse_args().model
     check_model_names(params)  # before the training set is written or an MLflow run opened
-    t = dict(params["train"])
-    processes = t.pop("processes")
+    settings = model_settings(params, name)
+    processes = settings["processes"]
     if processes > 1 and not under_launcher():
         return relaunch("stages.train", processes, "train.processes")
     state = PartialState(cpu=not torch.cuda.is_available()) if under_launcher() else None
-    mix_cfg = from_block(MixConfig, {**t.pop("mixing"), "real_fraction": float(t.pop("real_fraction", 1.0))})
-    overrides = t.pop("overrides", {}).get(name, {})
-    t.pop("models")
-    img_size = t.pop("img_size") or params["prepare"]["size"]  # 0 = the prepared images' size
-    cfg = from_block(TrainConfig, {**t, **overrides, "model": name, "img_size": img_size, "seed": params["seed"]})
+    mix_cfg = from_block(MixConfig, settings["mixing"])
+    cfg = from_block(TrainConfig, settings["train"])
     ratio = float(params["ratio"])
     manifest = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
     synthetic = pd.read_csv(Path(params["paths"]["synthetic"]) / "metadata.csv", keep_default_na=False)
     scores = pd.read_csv(Path(params["paths"]["filter"]) / "scores.csv", keep_default_na=False)
     synthetic = kept_images(synthetic, scores)  # only what the filter stage kept
-    train_df, counts = mix(manifest[manifest.split == "train"], synthetic, ratio, mix_cfg, params["seed"])
+    train_df, counts = mix(manifest[manifest.split == "train"], synthetic, ratio, mix_cfg, cfg.seed)
     out = Path("models/classifiers") / model_slug(name)
     val_df = manifest[manifest.split == "val"]
     if state is not None and not state.is_main_process:  # DDP peer: trains its slice; files and MLflow are the main's
@@ -53,13 +58,16 @@ def run(params: dict) -> None:
     if state is not None:
         print(f"DDP over {state.num_processes} processes ({state.device.type}), global batch {cfg.batch_size}")
     # the per-class counts are params too: they say what the run was, and the report reads them
-    run_params = {"ratio": ratio, "model": name, "seed": params["seed"], "data_seed": params["data_seed"],
+    run_params = {"ratio": ratio, "model": name, "seed": cfg.seed, "data_seed": params["data_seed"],
                   "real_fraction": mix_cfg.real_fraction, "synthetic_class_mix": mix_cfg.synthetic_class_mix,
                   "mixing": vars(mix_cfg), "counts": counts, "processes": processes,
                   "filter_policy": params["filter"]["policy"], "keep_fraction": params["filter"]["keep_fraction"],
-                  "synthetic_kept": len(synthetic), **vars(cfg)}
-    run_name = f"{name} ratio={ratio} seed={params['seed']}" + (
-        f" real_fraction={mix_cfg.real_fraction}" if mix_cfg.real_fraction < 1 else "")
+                  "synthetic_kept": len(synthetic), "init": "pretrained" if cfg.pretrained_file else "random",
+                  **vars(cfg)}
+    run_name = short_run_name(name, ratio, cfg.seed, mix_cfg.real_fraction)
+    if not cfg.pretrained_file:  # offline nothing is downloaded: say it, in the log, the run and the card
+        print(f"WARNING: {name} starts from random weights (no train.pretrained_file); give local ImageNet "
+              "weights for a pre-trained start")
     with start_run(run_name, run_params) as (mlflow, active):
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
         summary = train_classifier(train_df, val_df, cfg, out, state=state,

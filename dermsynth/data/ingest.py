@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.contracts import DUPLICATES_COLUMNS, MANIFEST_COLUMNS, QUARANTINE_COLUMNS
-from dermsynth.data.images import ImageProblem, load_image_and_digest
-from dermsynth.data.records import TOO_SMALL, IngestError, Quarantined, Record
-from dermsynth.data.republished import DEFAULT_PRIORITY, collapse
+from dermsynth.data.images import MAX_IMAGE_BYTES, MAX_PIXELS, ImageProblem, load_image_and_digest
+from dermsynth.data.records import CONFLICTING, TOO_SMALL, IngestError, Quarantined, Record
+from dermsynth.data.republished import DEFAULT_PRIORITY, collapse, conflict_rows, split_conflicts
 from dermsynth.data.republished import summary as duplicates_summary
 from dermsynth.data.sources import ham10000, isic2019, isic2020, isic2024
 from dermsynth.parallel import pmap
@@ -28,6 +28,7 @@ class IngestResult:
     manifest: pd.DataFrame
     quarantine: pd.DataFrame
     duplicates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DUPLICATES_COLUMNS))
+    empty_rows: dict[str, int] = field(default_factory=dict)  # all-empty metadata rows skipped, per source
 
     def summary(self) -> dict:
         kept = self.manifest.groupby("source").size().to_dict() if len(self.manifest) else {}
@@ -42,6 +43,7 @@ class IngestResult:
             "quarantined_per_source": {s: {r: int(n) for r, n in d.items()} for s, d in by_reason.items()},
             "labels": {k: int(v) for k, v in self.manifest.groupby("label").size().to_dict().items()} if len(self.manifest) else {},
             **duplicates_summary(self.duplicates),
+            "empty_rows": {k: int(v) for k, v in self.empty_rows.items()},
         }
 
 
@@ -55,10 +57,11 @@ def detect_sources(raw_root: Path) -> list[str]:
     return found
 
 
-def _check(raw_root: Path, min_size: int, rec: Record) -> tuple[int, int, str] | Quarantined:
+def _check(raw_root: Path, min_size: int, max_bytes: int, max_pixels: int,
+           rec: Record) -> tuple[int, int, str] | Quarantined:
     try:
         # Decoding proves the file is whole; a reduced-scale decode proves it as well, much faster.
-        _, digest, (w, h) = load_image_and_digest(raw_root, rec.file, min_short=max(min_size, 1))
+        _, digest, (w, h) = load_image_and_digest(raw_root, rec.file, max(min_size, 1), max_bytes, max_pixels)
     except ImageProblem as e:
         return Quarantined(rec.source, rec.image_id, e.reason, rec.file, e.detail)
     if min(h, w) < min_size:
@@ -67,8 +70,12 @@ def _check(raw_root: Path, min_size: int, rec: Record) -> tuple[int, int, str] |
 
 
 def ingest(raw_root: str | Path, min_size: int = 64, workers: int = 0,
-           source_priority: list[str] | tuple[str, ...] = DEFAULT_PRIORITY) -> IngestResult:
-    """Every usable raw image once (see `republished.collapse`), and every other item quarantined."""
+           source_priority: list[str] | tuple[str, ...] = DEFAULT_PRIORITY, max_image_bytes: int = MAX_IMAGE_BYTES,
+           max_pixels: int = MAX_PIXELS) -> IngestResult:
+    """Every usable raw image once (see `republished.collapse`), and every other item quarantined.
+
+    A file (or hdf5 entry) over `max_image_bytes` is not read, an image declaring over `max_pixels`
+    pixels is not decoded: both are quarantined as too large."""
     raw_root = Path(raw_root)
     if not raw_root.is_dir():
         raise IngestError(f"{raw_root}: raw data folder does not exist (run `dvc pull data.dvc`)")
@@ -78,22 +85,29 @@ def ingest(raw_root: str | Path, min_size: int = 64, workers: int = 0,
     records: list[Record] = []
     quarantined: list[Quarantined] = []
     listed: list[tuple[str, str, str]] = []
+    empty_rows: dict[str, int] = {}
     for name in sources:
         res = SOURCES[name].read(raw_root / name, raw_root)
         records += res.records
         quarantined += res.quarantined
         listed += [(name, a, b) for a, b in res.same_image]
-    checked = pmap(functools.partial(_check, raw_root, min_size), records, workers, desc="ingest: decoding")
+        empty_rows[name] = res.empty_rows
+    check = functools.partial(_check, raw_root, min_size, max_image_bytes, max_pixels)
+    checked = pmap(check, records, workers, desc="ingest: decoding")
     rows = []
     for rec, out in zip(records, checked):
         if isinstance(out, Quarantined):
             quarantined.append(out)
         else:
             rows.append({**asdict(rec), "width": out[0], "height": out[1], "sha256": out[2]})
-    manifest, duplicates = collapse(pd.DataFrame(rows, columns=MANIFEST_COLUMNS[:-1] + ["sha256"]), source_priority, listed)
+    # Copies of one image with different labels: neither label is trusted, no copy is kept.
+    agreed, conflicts = split_conflicts(pd.DataFrame(rows, columns=MANIFEST_COLUMNS[:-1] + ["sha256"]), listed)
+    quarantined += [Quarantined(r.source, r.image_id, CONFLICTING, r.file, r.detail) for r in conflicts.itertuples()]
+    manifest, duplicates = collapse(agreed, source_priority, listed)
+    duplicates = pd.concat([duplicates, conflict_rows(conflicts)], ignore_index=True) if len(conflicts) else duplicates
     quarantine = pd.DataFrame([q.row() for q in quarantined], columns=QUARANTINE_COLUMNS)
     return IngestResult(manifest[MANIFEST_COLUMNS], quarantine.sort_values(["source", "image_id", "reason"], ignore_index=True),
-                        duplicates)
+                        duplicates.sort_values(["source", "image_id"], ignore_index=True), empty_rows)
 
 
 def check_usable(result: IngestResult, max_quarantine_fraction: float) -> None:
@@ -118,4 +132,7 @@ def format_summary(s: dict) -> str:
     for src, q in s["quarantined_per_source"].items():
         if src not in s["kept_per_source"]:
             lines.append(f"  {src:9s} kept      0   quarantined: " + ", ".join(f"{r}: {c}" for r, c in sorted(q.items())))
+    empty = {src: n for src, n in s.get("empty_rows", {}).items() if n}
+    if empty:
+        lines.append("  all-empty metadata rows skipped: " + ", ".join(f"{src} {n}" for src, n in empty.items()))
     return "\n".join(lines)

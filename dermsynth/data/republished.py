@@ -8,9 +8,15 @@ same id, listed pair or identical bytes; each linked set keeps one row, from the
 patient ids are filled from the copies where it lacks them, so no grouping information is lost.
 Every dropped copy goes to reports/duplicates.csv. Near-duplicates that are not the same image
 stay in the manifest and are grouped by the split (perceptual hash), as before.
+
+Copies that disagree on the label (HAM10000 says mel, ISIC 2019 says NV for the same ISIC id) are
+never resolved by the priority: `split_conflicts` takes every copy of such an image out, to be
+quarantined as conflicting labels, and lists each in reports/duplicates.csv with kind `conflict`
+(kept_source and kept_id empty: no copy is kept).
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from dermsynth.contracts import DUPLICATES_COLUMNS
@@ -19,6 +25,7 @@ from dermsynth.errors import UserValueError
 
 DEFAULT_PRIORITY = ("ham10000", "isic2019", "isic2020", "isic2024")
 SAME_ID, LISTED, SAME_BYTES = "same id", "listed duplicate", "identical bytes"
+CONFLICT = "conflict"  # copies of one image with different labels: none kept, all quarantined
 
 
 def _link(uf: UnionFind, keys: pd.Series) -> None:
@@ -28,16 +35,8 @@ def _link(uf: UnionFind, keys: pd.Series) -> None:
             uf.union(int(idx[0]), int(j))
 
 
-def collapse(manifest: pd.DataFrame, priority: list[str] | tuple[str, ...] = DEFAULT_PRIORITY,
-             listed_pairs: list[tuple[str, str, str]] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(manifest with one row per image and an `also_in` column, the dropped copies).
-
-    `manifest` needs image_id, source, lesion_id, patient_id and `sha256` (of the encoded bytes);
-    `listed_pairs` holds (source, image_id_1, image_id_2) from duplicate lists."""
-    unknown = sorted(set(manifest["source"]) - set(priority))
-    if unknown:
-        raise UserValueError(f"ingest.source_priority {list(priority)} does not name the source(s) {unknown}")
-    m = manifest.reset_index(drop=True)
+def _groups(m: pd.DataFrame, listed_pairs: list[tuple[str, str, str]]) -> tuple[np.ndarray, set[tuple[str, str]]]:
+    """The same-image group of each row of `m` (reset index) by id, bytes and listed pair, and the listed rows."""
     uf = UnionFind(len(m))
     _link(uf, m["image_id"].astype(str))
     _link(uf, m["sha256"].astype(str))
@@ -47,7 +46,49 @@ def collapse(manifest: pd.DataFrame, priority: list[str] | tuple[str, ...] = DEF
         if (src, a) in row_of and (src, b) in row_of:
             uf.union(row_of[(src, a)], row_of[(src, b)])
             listed |= {(src, a), (src, b)}
-    m["dup_group"] = uf.labels()
+    return uf.labels(), listed
+
+
+def split_conflicts(manifest: pd.DataFrame, listed_pairs: list[tuple[str, str, str]] = (),
+                    max_named: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows whose copies agree on the label, every row of an image whose copies do not).
+
+    The second table has the manifest's columns and a `detail` naming the disagreeing copies
+    (`file label (diagnosis)`), for the quarantine."""
+    m = manifest.reset_index(drop=True)
+    group = pd.Series(_groups(m, listed_pairs)[0], index=m.index, dtype=int)
+    bad = m["label"].groupby(group).transform("nunique") > 1
+    if not bad.any():
+        return m, m.iloc[:0].assign(detail=pd.Series(dtype=str))
+    out = m[bad].copy()
+    dx = out["diagnosis"].astype(str) if "diagnosis" in out else pd.Series("", index=out.index)
+    where = out["file"].astype(str) if "file" in out else out["source"] + "/" + out["image_id"]
+    names = where + " " + out["label"] + dx.map(lambda d: f" ({d})" if d else "")
+    listing = names.groupby(group[bad]).agg(
+        lambda s: "; ".join(sorted(s)[:max_named]) + (f"; and {len(s) - max_named} more" if len(s) > max_named else ""))
+    out["detail"] = "copies of one image disagree on the label: " + group[bad].map(listing)
+    return m[~bad].reset_index(drop=True), out.reset_index(drop=True)
+
+
+def conflict_rows(conflicts: pd.DataFrame) -> pd.DataFrame:
+    """reports/duplicates.csv rows for the copies `split_conflicts` took out: none is kept."""
+    return pd.DataFrame({"source": conflicts["source"], "image_id": conflicts["image_id"], "kept_source": "",
+                         "kept_id": "", "kind": CONFLICT}, columns=DUPLICATES_COLUMNS)
+
+
+def collapse(manifest: pd.DataFrame, priority: list[str] | tuple[str, ...] = DEFAULT_PRIORITY,
+             listed_pairs: list[tuple[str, str, str]] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(manifest with one row per image and an `also_in` column, the dropped copies).
+
+    `manifest` needs image_id, source, lesion_id, patient_id and `sha256` (of the encoded bytes);
+    `listed_pairs` holds (source, image_id_1, image_id_2) from duplicate lists. Copies are assumed to
+    agree on the label (`split_conflicts` first)."""
+    unknown = sorted(set(manifest["source"]) - set(priority))
+    if unknown:
+        raise UserValueError(f"ingest.source_priority {list(priority)} does not name the source(s) {unknown}")
+    m = manifest.reset_index(drop=True)
+    groups, listed = _groups(m, listed_pairs)
+    m["dup_group"] = groups
     m["dup_rank"] = m["source"].map({s: k for k, s in enumerate(priority)})
     m = m.sort_values(["dup_group", "dup_rank", "image_id"], kind="stable")
     first = ~m["dup_group"].duplicated()
@@ -71,6 +112,10 @@ def collapse(manifest: pd.DataFrame, priority: list[str] | tuple[str, ...] = DEF
 
 
 def summary(dups: pd.DataFrame) -> dict:
-    by = dups.groupby(["source", "kind"]).size() if len(dups) else pd.Series(dtype=int)
-    return {"dropped_copies": int(len(dups)),
-            "dropped_per_source": {s: {k: int(n) for k, n in g.droplevel(0).items()} for s, g in by.groupby(level=0)}}
+    """Dropped copies per source and kind; copies in conflict are counted apart (they are quarantined)."""
+    conflict = dups["kind"] == CONFLICT
+    dropped = dups[~conflict]
+    by = dropped.groupby(["source", "kind"]).size() if len(dropped) else pd.Series(dtype=int)
+    return {"dropped_copies": int(len(dropped)),
+            "dropped_per_source": {s: {k: int(n) for k, n in g.droplevel(0).items()} for s, g in by.groupby(level=0)},
+            "label_conflicts": int(conflict.sum())}

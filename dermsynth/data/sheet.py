@@ -2,7 +2,8 @@
 
 Columns: the photograph with the field of view (blue), the lesion's outline (green) and the crop
 (yellow) drawn on it; the hairs found (red) over the photograph; the prepared image. A header row
-names them, and each row is captioned with the image's name, its centring and crop findings.
+names them (wrapped to the column, so a reader needs no legend elsewhere), and each row is captioned
+with the image's name, its centring and crop findings.
 """
 from __future__ import annotations
 
@@ -11,9 +12,29 @@ import numpy as np
 
 from dermsynth.data.preprocess import PrepConfig, prepare_image, to_working
 
-HEADERS = ("blue field, green lesion,|yellow crop, magenta expert", "hair found (red)", "prepared")
 TILE = 200
 CAPTION = 16
+HEADER_SCALE = 0.36
+
+
+def column_headers(size: int, expert: bool = False) -> tuple[str, str, str]:
+    """What each column shows, in the order of prepare_image's steps; `expert`: a magenta outline is drawn."""
+    return ("1 photograph: field of view (blue), lesion found (green), crop (yellow)"
+            + (", expert's lesion (magenta)" if expert else ""),
+            "2 hairs found (red), painted over before the lesion is looked for",
+            f"3 prepared: the crop without hairs, rim filled from skin, {size} px")
+
+
+def wrap_to_width(text: str, width: int, scale: float = HEADER_SCALE) -> list[str]:
+    """Greedy word wrap to `width` pixels of OpenCV's Hershey font, so no header runs into the next column."""
+    lines: list[str] = []
+    for word in text.split():
+        trial = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(trial, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= width:
+            lines[-1] = trial
+        else:
+            lines.append(word)
+    return lines
 
 
 def _fit(img: np.ndarray, tile: int) -> np.ndarray:
@@ -65,8 +86,10 @@ def before_after(raws: list[np.ndarray], cfg: PrepConfig, names: list[str], tile
     """One RGB sheet: a header, then a captioned row per photograph (`truths`: expert masks, magenta)."""
     truths = truths or [None] * len(raws)
     rows = [sheet_row(r, cfg, n, tile, t) for r, n, t in zip(raws, names, truths)]
-    head = np.full((2 * CAPTION, 3 * tile, 3), 255, np.uint8)
-    for i, h in enumerate(HEADERS):
-        for j, part in enumerate(h.split("|")):  # two lines at most, so no header runs into the next
-            _text(head, part, i * tile + 4, (j + 1) * CAPTION - 4, 0.36)
+    headers = [wrap_to_width(h, tile - 8) for h in column_headers(cfg.size, any(t is not None for t in truths))]
+    head = np.full((max(map(len, headers)) * CAPTION + 4, 3 * tile, 3), 255, np.uint8)
+    for i, lines in enumerate(headers):
+        for j, line in enumerate(lines):
+            _text(head, line, i * tile + 4, (j + 1) * CAPTION - 2, HEADER_SCALE)
+    head[-2:, :] = 160  # a rule under the headers: they name the columns, not the first row
     return np.vstack([head, *rows])

@@ -229,6 +229,20 @@ def test_exp_run_keep_fraction_reruns_only_the_filter_and_what_follows(clone, re
         assert synthetic and synthetic <= kept
 
 
+def test_a_model_is_added_with_one_setting(clone, repro):
+    """`dvc exp run -S 'train.models=[resnet18]'` and nothing else: no overrides entry needed."""
+    run(["git", "checkout", "params.yaml"], clone)
+    out = run(["dvc", "exp", "run", "-S", "train.models=[resnet18]"], clone, timeout=3600).stdout
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert {f"{s}@resnet18" for s in ("train_config", "train", "evaluate", "track")} <= ran, ran
+    assert not {"audit", "audit_features", "generate", "preprocess"} & ran, ran
+    met = json.loads((clone / "reports/metrics/resnet18.json").read_text())
+    assert all(f"{ts}_{k}" in met for ts in ("isic", "ham10000") for k in METRICS)
+    settings = json.loads((clone / "reports/train_config/resnet18.json").read_text())
+    assert settings["train"]["model"] == "resnet18" and settings["train"]["img_size"] > 0
+    run(["git", "checkout", "params.yaml", "dvc.lock"], clone)
+
+
 def _mlflow_runs(clone):
     import os
 

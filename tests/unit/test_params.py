@@ -84,4 +84,34 @@ def test_real_fraction_and_class_mix_reach_only_the_classifier_side():
         keys = [p for p in st.get("params") or [] if isinstance(p, str)]
         if any(k in ("train", "train.real_fraction", "train.mixing") or k.startswith("train.mixing.") for k in keys):
             readers.add(name)
-    assert readers == {"train", "cards"}
+    assert readers == {"train_config", "cards"}  # train@<model> reads them through train_config's file
+    assert "${paths.reports}/train_config/${item.model}.json" in dvc["stages"]["train"]["deps"]
+
+
+def _imported_files(module_file: Path, within: str) -> set[str]:
+    """Files under `within` (e.g. dermsynth/classify) that `module_file` imports, transitively."""
+    import ast
+
+    seen, todo = set(), [module_file]
+    while todo:
+        tree = ast.parse(todo.pop().read_text())
+        for node in ast.walk(tree):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for n in names:
+                f = ROOT / (n.replace(".", "/") + ".py")
+                rel = f.relative_to(ROOT).as_posix()
+                if f.is_file() and rel.startswith("dermsynth/") and rel not in seen:
+                    seen.add(rel)
+                    todo.append(f)
+    return {f for f in seen if f.startswith(within)}
+
+
+def test_stages_that_list_modules_list_every_module_they_import():
+    """train@ and audit_features name single files of dermsynth/classify (a plot change must not re-train):
+    every file they import from there must be among them, or an edit would not re-run them."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for stage, entry in (("train", "stages/train.py"), ("audit_features", "stages/audit_features.py")):
+        deps = set(dvc["stages"][stage]["deps"])
+        used = _imported_files(ROOT / entry, "dermsynth/classify")
+        assert used and used <= deps, (stage, sorted(used - deps))

@@ -69,11 +69,6 @@ BAD = [
     ({"train.processes": 3}, "train.batch_size: 32 is the global batch and must divide evenly between processes=3"),
     ({"train.processes": 2, "train.overrides.mobilenetv2_100": {"batch_size": 9}},
      "train.overrides.mobilenetv2_100.batch_size: 9 is the global batch and must divide evenly between processes=2"),
-    ({"train.overrides.resnet50": {}}, "train.overrides: ['resnet50'] not in train.models "
-                                      "['vit_tiny_patch16_224', 'mobilenetv2_100']"),
-    ({"train.models": ["vit_tiny_patch16_224", "mobilenetv2_100", "resnet18"]},
-     "train.overrides: no entry for ['resnet18']; add `resnet18: {}` (each model's stage tracks its own entry, "
-     "so one model's change re-runs only that model)"),
     ({"train.overrides.mobilenetv2_100": {"lr": "fast"}},
      "train.overrides.mobilenetv2_100.lr: Input should be a valid number, unable to parse string as a number "
      "(got 'fast')"),
@@ -169,6 +164,20 @@ def test_a_bug_keeps_its_traceback(tmp_path):
     # so the traceback stays
     p = _stage(tmp_path, SHIPPED, "-m", "stages.audit_features")
     assert p.returncode != 0 and "Traceback" in p.stderr
+
+
+def test_a_model_needs_no_overrides_entry():
+    """`dvc exp run -S 'train.models=[resnet18]'` with nothing else: the model takes the block's settings."""
+    from dermsynth.classify.settings import model_settings
+    from dermsynth.params import unused_overrides
+
+    p = validate(_with({"train.models": ["resnet18"], "train.overrides.mobilenetv2_100": {"lr": 0.01}}))
+    s = model_settings(p, "resnet18")
+    assert s["train"]["lr"] == SHIPPED["train"]["lr"] and s["train"]["model"] == "resnet18"
+    assert s["train"]["img_size"] == SHIPPED["prepare"]["size"] and s["mixing"]["real_fraction"] == 1.0
+    assert model_settings(p, "mobilenetv2_100")["train"]["lr"] == 0.01
+    assert unused_overrides(p) == ["train.overrides.vit_tiny_patch16_224: not in train.models, unused",
+                                   "train.overrides.mobilenetv2_100: not in train.models, unused"]
 
 
 def test_check_command_reports_the_demo_and_the_problems(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dermsynth.data.records import SourceResult, clean, index_images, resolve_rows
-from dermsynth.data.sources.common import attributes, find_file, read_table
+from dermsynth.data.sources.common import attributes, find_file, metadata_file, read_table
 
 NAME = "ham10000"
 METADATA = "HAM10000_metadata.csv"
@@ -26,11 +26,13 @@ def label_of(dx: str) -> tuple[str | None, str]:
 
 
 def read(folder: Path, raw_root: Path) -> SourceResult:
-    df = read_table(find_file(folder, [METADATA]), ["lesion_id", "image_id", "dx"])
+    df, empty = read_table(metadata_file(folder, [METADATA]), ["lesion_id", "image_id", "dx"])
     rows = []
     for r in df.to_dict("records"):
         label, why = label_of(r["dx"])
         rows.append((clean(r["image_id"]), label, why,
                      {"lesion_id": clean(r["lesion_id"]), "patient_id": "", "diagnosis": clean(r["dx"]).lower(),
                       **attributes(r, "sex", "age", "localization")}))
-    return resolve_rows(NAME, rows, raw_root, index_images(folder))
+    res = resolve_rows(NAME, rows, raw_root, index_images(folder))
+    res.empty_rows = empty
+    return res

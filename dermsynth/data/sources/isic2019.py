@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dermsynth.data.records import SourceResult, clean, index_images, resolve_rows
-from dermsynth.data.sources.common import attributes, find_file, read_table
+from dermsynth.data.sources.common import attributes, find_file, metadata_file, read_table
 
 NAME = "isic2019"
 GROUND_TRUTH = "ISIC_2019_Training_GroundTruth.csv"
@@ -37,11 +37,13 @@ def label_of(row: dict) -> tuple[str | None, str, str]:
 
 
 def read(folder: Path, raw_root: Path) -> SourceResult:
-    gt = read_table(find_file(folder, [GROUND_TRUTH]), ["image"] + CLASSES[:-1])
+    gt, empty = read_table(metadata_file(folder, [GROUND_TRUTH]), ["image"] + CLASSES[:-1])
     meta: dict[str, dict] = {}  # the metadata file is optional: without it, lesions and attributes are unknown
-    meta_path = find_file(folder, [METADATA])
+    meta_path = metadata_file(folder, [METADATA], required=False)
     if meta_path is not None:
-        meta = {clean(r["image"]): r for r in read_table(meta_path, ["image"]).to_dict("records")}
+        table, empty_meta = read_table(meta_path, ["image"])
+        meta = {clean(r["image"]): r for r in table.to_dict("records")}
+        empty += empty_meta
     rows = []
     for r in gt.to_dict("records"):
         image_id = clean(r["image"])
@@ -49,4 +51,6 @@ def read(folder: Path, raw_root: Path) -> SourceResult:
         m = meta.get(image_id, {})
         rows.append((image_id, label, why, {"lesion_id": clean(m.get("lesion_id")), "patient_id": "", "diagnosis": dx,
                                             **attributes(m, "sex", "age_approx", "anatom_site_general")}))
-    return resolve_rows(NAME, rows, raw_root, index_images(folder))
+    res = resolve_rows(NAME, rows, raw_root, index_images(folder))
+    res.empty_rows = empty
+    return res

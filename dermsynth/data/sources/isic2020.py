@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dermsynth.data.records import SourceResult, clean, index_images, resolve_rows
-from dermsynth.data.sources.common import attributes, find_file, read_table
+from dermsynth.data.records import SourceResult, clean, index_images, outside_link, resolve_rows
+from dermsynth.data.sources.common import attributes, find_file, metadata_file, read_table
 
 NAME = "isic2020"
 METADATA = "train.csv"
@@ -14,7 +14,12 @@ DUPLICATES = "ISIC_2020_Training_Duplicates.csv"  # image_name_1, image_name_2: 
 
 def detect(folder: Path) -> bool:
     meta = find_file(folder, [METADATA])
-    return meta is not None and "image_name" in meta.read_text(errors="replace").splitlines()[0]
+    if meta is None:
+        return False
+    if outside_link(folder, meta):
+        return True  # not read here: `read` refuses it with a clear error
+    with open(meta, errors="replace") as fh:  # the header line only, not a million rows
+        return "image_name" in fh.readline(1 << 16)
 
 
 def label_of(target: str, benign_malignant: str) -> tuple[str | None, str]:
@@ -29,7 +34,7 @@ def label_of(target: str, benign_malignant: str) -> tuple[str | None, str]:
 
 
 def read(folder: Path, raw_root: Path) -> SourceResult:
-    df = read_table(find_file(folder, [METADATA]), ["image_name", "patient_id", "target"])
+    df, empty = read_table(metadata_file(folder, [METADATA]), ["image_name", "patient_id", "target"])
     rows = []
     for r in df.to_dict("records"):
         label, why = label_of(r["target"], r.get("benign_malignant", ""))
@@ -37,8 +42,10 @@ def read(folder: Path, raw_root: Path) -> SourceResult:
                      {"lesion_id": "", "patient_id": clean(r["patient_id"]), "diagnosis": clean(r.get("diagnosis")),
                       **attributes(r, "sex", "age_approx", "anatom_site_general_challenge")}))
     res = resolve_rows(NAME, rows, raw_root, index_images(folder))
-    dup_file = find_file(folder, [DUPLICATES])
+    dup_file = metadata_file(folder, [DUPLICATES], required=False)
     if dup_file is not None:
-        pairs = read_table(dup_file, ["image_name_1", "image_name_2"])
+        pairs, empty_pairs = read_table(dup_file, ["image_name_1", "image_name_2"])
         res.same_image = [(clean(a), clean(b)) for a, b in zip(pairs["image_name_1"], pairs["image_name_2"])]
+        empty += empty_pairs
+    res.empty_rows = empty
     return res

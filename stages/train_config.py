@@ -1,0 +1,25 @@
+"""Stage train_config@<model>: the model's resolved training settings as one file.
+
+It re-runs on any change to the train block, the classifier seed or the prepared size, but its file
+changes only when this model's settings do; `train@<model>` depends on the file, not on the keys."""
+import argparse
+import json
+from pathlib import Path
+
+from dermsynth.classify.models import model_slug
+from dermsynth.classify.settings import model_settings
+from stages._common import main
+
+
+def run(params: dict) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    name = ap.parse_args().model
+    out = Path(params["paths"]["reports"]) / "train_config" / f"{model_slug(name)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(model_settings(params, name), indent=2, sort_keys=True) + "\n")
+    print(f"{name}: {out}")
+
+
+if __name__ == "__main__":
+    main(run)
