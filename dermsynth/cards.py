@@ -8,6 +8,7 @@ import pandas as pd
 
 from dermsynth.classify.metrics import METRICS
 from dermsynth.classify.models import model_slug
+from dermsynth.results import flags, interval_cell
 
 
 def _fmt(v) -> str:
@@ -41,13 +42,14 @@ def model_card(params: dict, models: list[str], reports: Path, classifiers: Path
                      f"{s['n_synthetic_malignant']} | {s['achieved_ratio']} | {s.get('synthetic_share_benign', '')} | "
                      f"{s.get('synthetic_share_malignant', '')} | {_fmt(s['best_val_auc'])} |")
     lines += ["", "## Test results (threshold chosen on validation; 95% bootstrap CI)", ""]
+    lines += _degenerate_lines(models, reports, classifiers)
     for m in models:
         met = json.loads((reports / "metrics" / f"{model_slug(m)}.json").read_text())
         for ts in ("isic", "ham10000"):
             if f"{ts}_auc" not in met:
                 continue
-            cells = " | ".join(f"{_fmt(met[f'{ts}_{k}'])} [{met[f'{ts}_{k}_ci95'][0]:.2f}, {met[f'{ts}_{k}_ci95'][1]:.2f}]"
-                               for k in METRICS)
+            # an interval of zero width is named as such (dermsynth.results), not printed as [1.00, 1.00]
+            cells = " | ".join(interval_cell(met[f"{ts}_{k}"], met[f"{ts}_{k}_ci95"]) for k in METRICS)
             lines.append(f"**{m} on {ts}** (n = {met[f'{ts}_n']})  \n| " + " | ".join(METRICS) + " |\n|" + "---|" * len(METRICS)
                          + f"\n| {cells} |\n")
     lines += _subgroup_lines(models, reports)
@@ -85,6 +87,21 @@ def data_card(params: dict, synthetic_dir: Path, reports: Path) -> str:
              "- Synthetic images inherit the biases of the real training images of their class and of the base model.",
              "- They are not labelled by a dermatologist: the label is the class whose LoRA made them."]
     return "\n".join(lines) + "\n"
+
+
+def _degenerate_lines(models: list[str], reports: Path, classifiers: Path) -> list[str]:
+    """The results that only look like results (one-class predictions, validation AUROC below chance,
+    intervals of zero width), before the tables a reader would otherwise take at face value; the
+    same flags as `dermsynth metrics` prints (dermsynth.results.flags)."""
+    found = []
+    for m in models:
+        met = json.loads((reports / "metrics" / f"{model_slug(m)}.json").read_text())
+        summary = classifiers / model_slug(m) / "summary.json"
+        found += flags(m, met, json.loads(summary.read_text()) if summary.is_file() else None)
+    if not found:
+        return ["Degenerate results: none (no one-class predictions, no validation AUROC below 0.5, no interval of "
+                "zero width).", ""]
+    return ["**Degenerate results**: read these before the numbers below.", "", *(f"- {f.text}" for f in found), ""]
 
 
 def _subgroup_lines(models: list[str], reports: Path) -> list[str]:

@@ -20,7 +20,8 @@ from dermsynth.files import find_root
 
 # commands that open a database at the root, and the variable that puts it elsewhere: outside a
 # repository they would make a fresh one in whatever folder they were started from
-DATABASE_VARIABLE = {"report": "MLFLOW_TRACKING_URI", "mlflow": "MLFLOW_TRACKING_URI", "app": "FIFTYONE_DATABASE_DIR"}
+DATABASE_VARIABLE = {"report": "MLFLOW_TRACKING_URI", "mlflow": "MLFLOW_TRACKING_URI", "app": "FIFTYONE_DATABASE_DIR",
+                     "runs": "MLFLOW_TRACKING_URI", "metrics": "MLFLOW_TRACKING_URI"}  # metrics: --by ratio
 
 
 def enter_repository(command: str) -> Path:
@@ -111,6 +112,34 @@ def _report(args: argparse.Namespace) -> None:
         print(f"removed {_shown(f)} (the earlier study's; this one has none)")
     print(f"ratio study of {df.run_id.nunique()} runs ({len(skipped) + len(superseded)} skipped) from {len(w.summary)} "
           "(model, test set, metric, ratio) cells")
+
+
+def _metrics(args: argparse.Namespace) -> None:
+    import json
+
+    from dermsynth import results
+
+    if args.by == "ratio":
+        from dermsynth import tracking
+
+        since, until = _utc(args.since, "--since"), _utc(args.until, "--until")
+        rep = results.ratio_report(tracking.runs(), since, until)
+    else:
+        from dermsynth.config import load_params
+
+        if args.since or args.until:  # the metrics files are one run's: there is nothing to choose by time
+            raise UserError("--since/--until choose MLflow runs: use them with --by ratio")
+        params = load_params()
+        rep = results.metrics_report(params["train"]["models"], Path(params["paths"]["reports"]),
+                                     Path("models/classifiers"))
+    print(json.dumps(rep.as_dict(), indent=2) if args.json else rep.text(), end="\n" if args.json else "")
+
+
+def _runs(args: argparse.Namespace) -> None:
+    from dermsynth import results
+
+    since, until = _utc(args.since, "--since"), _utc(args.until, "--until")
+    print("\n".join(results.runs_table(_every_run(), since, until)))
 
 
 def _app(args: argparse.Namespace) -> None:
@@ -258,6 +287,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--since", help="only runs started at or after this UTC time, e.g. '2026-11-24 09:30'")
     p.add_argument("--until", help="only runs started before this UTC time (a study that others followed)")
     p.set_defaults(fn=_report)
+    p = sub.add_parser("metrics", help="test metrics at a glance: per test set, model x AUROC, balanced accuracy, "
+                                       "sensitivity, specificity, pAUC80 [95 %% CI], flags for degenerate results")
+    p.add_argument("--by", choices=["model", "ratio"], default="model",
+                   help="model: the workspace's reports/metrics (default); ratio: a study's MLflow runs, mean and SD "
+                        "over seeds per model and ratio")
+    p.add_argument("--json", action="store_true", help="the same as JSON")
+    p.add_argument("--since", help="with --by ratio: only runs started at or after this UTC time")
+    p.add_argument("--until", help="with --by ratio: only runs started before this UTC time")
+    p.set_defaults(fn=_metrics)
+    p = sub.add_parser("runs", help="the MLflow runs, one line each: name, condition, status, test AUROC")
+    p.add_argument("--since", help="only runs started at or after this UTC time, e.g. '2026-11-24 09:30'")
+    p.add_argument("--until", help="only runs started before this UTC time")
+    p.set_defaults(fn=_runs)
     p = sub.add_parser("mlflow", help="the MLflow UI (127.0.0.1) on the project's runs, offline")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(fn=_mlflow)

@@ -22,7 +22,9 @@ def run(params: dict) -> None:
     out = Path(paths["reports"]) / "audit"
     write_outputs(result, out)
     real_vs_synthetic(manifest, synthetic, 8, params["data_seed"]).save(out / "real_vs_synthetic.png")
-    near_copy_sheet(result["memorization"], manifest, synthetic, cfg.near_copy_pairs).savefig(out / "near_copies.png", dpi=90)
+    sheet = near_copy_sheet(result["memorization"], manifest, synthetic, cfg.near_copy_pairs,
+                            distance_max=result["summary"]["distance_threshold"], phash_max=cfg.phash_max)
+    sheet.savefig(out / "near_copies.png", dpi=90)
     with result["timer"].step("skin tone"):  # did each LoRA keep the real skin-tone mix?
         tones = skin_tone.measure(manifest[manifest.split == "train"], synthetic, workers=cfg.workers)
         tones.to_csv(out / "skin_tone.csv", index=False)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth.classify.evaluate import evaluate_model, gradcam_grid, plot_roc_and_confusion, roc_table, split_test_sets
+from dermsynth.classify.evaluate import (confusion_table, evaluate_model, gradcam_grid, plot_roc_and_confusion, roc_table,
+                                         split_test_sets)
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.subgroups import subgroup_metrics, worst_and_gap
 from dermsynth.classify.train import TrainConfig, load_classifier, transforms
@@ -35,11 +36,13 @@ def run(params: dict) -> None:
     metrics |= worst_and_gap(subgroups)
     (rep / "metrics" / f"{slug}.json").write_text(json.dumps(metrics, indent=2) + "\n")
     roc_table(pred).to_csv(rep / "plots" / slug / "roc.csv", index=False)
+    confusion_table(pred).to_csv(rep / "plots" / slug / "confusion.csv", index=False)
     png = rep / "plots" / slug / "roc_confusion.png"
     plot_roc_and_confusion(pred, metrics, name, png)
     per_cell = max(1, e["gradcam_images"] // 4)  # a quarter per (test set, class), at least one of each
     sample = pd.concat([g.groupby("label").head(per_cell) for g in split_test_sets(manifest).values()])
-    gradcam_grid(model, t_eval, sample, rep / "plots" / slug / "gradcam.png")
+    gradcam_grid(model, t_eval, sample, rep / "plots" / slug / "gradcam.png", model_name=name,
+                 threshold=metrics["threshold"])
     flat = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     print(f"{name}: " + json.dumps(flat))
 

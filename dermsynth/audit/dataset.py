@@ -6,8 +6,15 @@ sampler, steps, cfg, seed), their skin tone and the filter stage's scores (knn_r
 filter_score, kept, filter_reason; tag `filtered_out`). `crop_ita` on synthetic and real training
 images is measured alike on the lesion-centred images, for a fair side-by-side. Test images carry each classifier's prediction as a
 Classification field `pred_<model>`. Embeddings, their 2-D map and uniqueness come from the audit
-stage; saved views collect near-copies, misclassified test images and synthetic images per class
-and sampler. Rebuilding replaces the dataset, so it is idempotent.
+stage; saved views (each with a description) collect near-copies, misclassified test images and
+synthetic images per class and sampler. The dataset's colour scheme fixes origin (real blue,
+synthetic orange) and class colours everywhere in the App, the Embeddings panel's "Color by" too.
+Rebuilding replaces the dataset, so it is idempotent.
+
+FiftyOne 1.22's Embeddings panel opens on its list of runs with no colour field each time (both live
+in the browser's unsaved panel state, reset when the panel mounts), so no dataset setting can open
+`embedding_map` coloured by origin: docs/reading_results.md gives the two clicks. A saved view's App
+URL takes its slug (`?view=near-copies`), not its name: `view_slug`.
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 DATASET = "dermsynth"
+ORIGIN_COLOURS = {"real": "#1f77b4", "synthetic": "#ff7f0e"}  # matplotlib's first two: as in the report figures
+CLASS_COLOURS = {"benign": "#2ca02c", "malignant": "#d62728"}
 
 
 def _fo():
@@ -95,7 +104,7 @@ def build_dataset(real: pd.DataFrame, synthetic: pd.DataFrame, predictions: dict
     ds.add_samples(_samples(fo, real, synthetic, root, embeddings, memorization, filter_scores, skin_tones),
                    progress=False)
     for model, pred in predictions.items():
-        key = "pred_" + model.replace(".", "_").replace("-", "_")
+        key = pred_field(model)
         lookup = {(str(r.image_id)): r for r in pred.itertuples()}
         view = ds.match_tags("test")
         values = []
@@ -105,6 +114,8 @@ def build_dataset(real: pd.DataFrame, synthetic: pd.DataFrame, predictions: dict
                 label="malignant" if p.pred else "benign", confidence=float(p.score if p.pred else 1 - p.score)))
         view.set_values(key, values)
     _save_views(ds, list(predictions))
+    ds.app_config.color_scheme = colour_scheme(fo, list(predictions))
+    ds.save()
     if embeddings is not None and len(ds) > 3:
         import fiftyone.brain as fob
 
@@ -114,24 +125,61 @@ def build_dataset(real: pd.DataFrame, synthetic: pd.DataFrame, predictions: dict
     return ds
 
 
-def _save_views(ds, models: list[str]) -> None:
+def pred_field(model: str) -> str:
+    return "pred_" + model.replace(".", "_").replace("-", "_")
+
+
+def view_slug(name: str) -> str:
+    """The saved view's name in App URLs (`?view=<slug>`): FiftyOne lower-cases it and turns `_` into `-`."""
+    import fiftyone.core.utils as fou
+
+    return fou.to_slug(name)
+
+
+def colour_scheme(fo, models: list[str]):
+    """Origin and class colours by value, in the grid, the sidebar and the Embeddings panel's "Color by"."""
+    def values(colours: dict[str, str]) -> list[dict[str, str]]:
+        return [{"value": v, "color": c} for v, c in colours.items()]
+
+    labels = [{"path": f, "colorByAttribute": "label", "valueColors": values(CLASS_COLOURS)}
+              for f in ["ground_truth", *map(pred_field, models)]]
+    return fo.ColorScheme(color_by="value", fields=[{"path": "origin", "valueColors": values(ORIGIN_COLOURS)}, *labels])
+
+
+def saved_views(ds, models: list[str]) -> list[tuple[str, object, str, str | None]]:
+    """(name, view, description, colour) of every saved view: the description is what the App's view menu shows."""
     from fiftyone import ViewField as F
 
-    ds.save_view("real", ds.match_tags("real"), overwrite=True)
-    ds.save_view("synthetic", ds.match_tags("synthetic"), overwrite=True)
-    ds.save_view("near_copies", ds.match_tags("near_copy"), overwrite=True)
-    ds.save_view("filtered_out", ds.match_tags("filtered_out"), overwrite=True)
+    views = [("real", ds.match_tags("real"), "every real image: train, val and test, ISIC and HAM10000",
+              ORIGIN_COLOURS["real"]),
+             ("synthetic", ds.match_tags("synthetic"),
+              "every generated image, with its prompt, sampler, steps, seed and filter scores", ORIGIN_COLOURS["synthetic"]),
+             ("near_copies", ds.match_tags("near_copy"),
+              "synthetic images as close to a real training image as a re-photographed lesion (audit memorisation "
+              "flag); nn_real_image_id names that image", "#d62728"),
+             ("filtered_out", ds.match_tags("filtered_out"),
+              "synthetic images the filter stage kept from the classifiers; filter_reason says why", "#7f7f7f")]
     for tone in ds.distinct("skin_tone"):  # real and synthetic images of each skin-tone band
-        ds.save_view(f"skin_tone_{tone}", ds.match(F("skin_tone") == tone), overwrite=True)
+        views.append((f"skin_tone_{tone}", ds.match(F("skin_tone") == tone),
+                      f"real and synthetic images of skin-tone band {tone.replace('_', ' ')} (ITA, Del Bino bands)", None))
     for model in models:
-        key = "pred_" + model.replace(".", "_").replace("-", "_")
+        key = pred_field(model)
         wrong = ds.match_tags("test").match(F(f"{key}.label") != F("ground_truth.label"))
-        ds.save_view(f"misclassified_{key[5:]}", wrong, overwrite=True)
+        views.append((f"misclassified_{key[5:]}", wrong,
+                      f"test images {model} got wrong at its threshold (chosen on validation); {key} holds its "
+                      "prediction and confidence", None))
     syn = ds.match_tags("synthetic")
     for label in syn.distinct("ground_truth.label"):
         for sampler in syn.distinct("sampler"):
-            ds.save_view(f"synthetic_{label}_{sampler}",
-                         syn.match((F("ground_truth.label") == label) & (F("sampler") == sampler)), overwrite=True)
+            views.append((f"synthetic_{label}_{sampler}",
+                          syn.match((F("ground_truth.label") == label) & (F("sampler") == sampler)),
+                          f"synthetic {label} images drawn with the {sampler} sampler", None))
+    return views
+
+
+def _save_views(ds, models: list[str]) -> None:
+    for name, view, description, colour in saved_views(ds, models):
+        ds.save_view(name, view, description=description, color=colour, overwrite=True)
 
 
 def dataset_counts(name: str = DATASET) -> dict[str, int]:

@@ -113,8 +113,27 @@ def audit(manifest: pd.DataFrame, synthetic: pd.DataFrame, feature_dir: Path, cf
             "fidelity": fidelity, "summary": summary, "timer": timer}
 
 
-def near_copy_sheet(mem: pd.DataFrame, manifest: pd.DataFrame, synthetic: pd.DataFrame, n: int, root: Path = Path(".")):
-    """The flagged pairs (else the closest ones), synthetic beside its nearest training image."""
+NEAR_COPY_EXPLAINED = (
+    "d = Euclidean distance to the nearest real training image in the audit's fixed feature space, each feature "
+    "standardised over the real training images (so d is in feature standard deviations); "
+    "bits = perceptual-hash Hamming distance, of 64, to the nearest real training image by hash "
+    "(named when it is another image). Near-copy: d or bits as small as a re-photographed lesion's.")
+
+
+def _pair_caption(r, distance_max: float | None, phash_max: int | None) -> str:
+    bits = f"{r.phash_distance} bits" + ("" if r.nn_phash_real_image_id == r.nn_real_image_id
+                                         else f" (to {r.nn_phash_real_image_id})")
+    by = [w for w, hit in (("d", distance_max is not None and r.nn_distance <= distance_max),
+                           ("bits", phash_max is not None and r.phash_distance <= phash_max)) if hit]
+    return f"nearest: {r.nn_real_image_id}\nd={r.nn_distance:.2f}, {bits}" + (f"\nflagged by {' and '.join(by)}" if by else "")
+
+
+def near_copy_sheet(mem: pd.DataFrame, manifest: pd.DataFrame, synthetic: pd.DataFrame, n: int, root: Path = Path("."),
+                    distance_max: float | None = None, phash_max: int | None = None):
+    """The flagged pairs (else the closest ones), synthetic beside its nearest training image; the title says
+    what d and bits are (`distance_max`, `phash_max`: the audit's thresholds, named in it and the captions)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,16 +145,23 @@ def near_copy_sheet(mem: pd.DataFrame, manifest: pd.DataFrame, synthetic: pd.Dat
     rows = rows.head(max(n, 1))
     real_path = dict(zip(manifest.image_id, manifest.path))
     syn_path = dict(zip(synthetic.image_id, synthetic.path))
-    fig, axes = plt.subplots(len(rows), 2, figsize=(4.4, 2.2 * len(rows)), squeeze=False)
+    # constrained layout reserves the suptitle's height: tight_layout let it run into the first captions
+    fig, axes = plt.subplots(len(rows), 2, figsize=(5.6, 2.3 * len(rows) + 1.6), squeeze=False, layout="constrained")
     for ax, r in zip(axes, rows.itertuples()):
         ax[0].imshow(Image.open(root / syn_path[r.image_id]).convert("RGB"))
-        ax[0].set_title(f"{r.image_id}", fontsize=7)
+        ax[0].set_title(f"{r.image_id}\nsynthetic {r.label}", fontsize=7)
         ax[1].imshow(Image.open(root / real_path[r.nn_real_image_id]).convert("RGB"))
-        ax[1].set_title(f"{r.nn_real_image_id}: d={r.nn_distance:.2f}, {r.phash_distance} bits", fontsize=7)
+        ax[1].set_title(_pair_caption(r, distance_max, phash_max), fontsize=7)
         for a in ax:
             a.axis("off")
-    fig.suptitle("near-copies (flagged)" if len(flagged) else "closest pairs (none flagged)", fontsize=9)
-    fig.tight_layout()
+    head = (f"near-copies: {len(flagged)} flagged, the closest {len(rows)} shown" if len(flagged)
+            else f"no near-copies flagged: the {len(rows)} closest pairs")
+    limits = [f"d <= {distance_max:.3g}" if distance_max is not None else "",
+              f"bits <= {phash_max}" if phash_max is not None else ""]
+    limits = " or ".join(x for x in limits if x)
+    text = NEAR_COPY_EXPLAINED + (f" Thresholds: {limits}." if limits else "")
+    fig.suptitle(head + "\nleft: synthetic image; right: its nearest real training image\n"
+                 + "\n".join(textwrap.wrap(text, 92)), fontsize=7)
     return fig
 
 

@@ -59,9 +59,21 @@ def distances(table: pd.DataFrame) -> dict:
     return out
 
 
-def histogram(table: pd.DataFrame, out_png: Path) -> None:
+def band_spans(lo: float, hi: float) -> list[tuple[str, float, float]]:
+    """(name, left, right) of each ITA band inside [lo, hi], lightest first (ITA_BANDS' lower bounds)."""
+    spans, upper = [], hi
+    for low, name in ITA_BANDS:
+        left, right = max(low, lo), min(upper, hi)
+        if right > left:
+            spans.append((name, left, right))
+        upper = low
+    return spans
+
+
+def histogram_figure(table: pd.DataFrame) -> plt.Figure:
+    """Real vs synthetic ITA per class, the Del Bino bands marked and named (lighter skin to the right)."""
     labels = sorted(table.label.unique())
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.8 * len(labels), 3.6), squeeze=False, layout="constrained")
     values = table.ita.dropna()
     lo, hi = (float(values.min()), float(values.max())) if len(values) else (-60.0, 90.0)
     bins = np.linspace(min(lo, -40.0), max(hi, 70.0), 40)
@@ -71,10 +83,19 @@ def histogram(table: pd.DataFrame, out_png: Path) -> None:
             ax.hist(v, bins=bins, density=True, alpha=0.5, color=color, label=f"{origin} (n={len(v)})")
         for bound, _ in ITA_BANDS[:-1]:
             ax.axvline(bound, color="grey", lw=0.6, ls=":")
-        ax.set(title=f"{label}: ITA of the skin around the lesion", xlabel="ITA (degrees; bands: Del Bino)",
-               ylabel="density")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        # each band's name inside it, at the top: the dotted lines alone left a reader to look the edges up
+        for name, left, right in band_spans(bins[0], bins[-1]):
+            ax.text((left + right) / 2, 0.98, name.replace("_", " "), transform=ax.get_xaxis_transform(),
+                    rotation=90, ha="center", va="top", fontsize=7, color="dimgrey")
+        ax.set(title=f"{label}: ITA of the skin around the lesion", xlim=(bins[0], bins[-1]), ylabel="density",
+               xlabel="ITA (degrees; Del Bino bands: darker skin left, lighter right)")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # headroom, so the band names sit above the bars
+        ax.legend(fontsize=7, loc="center left")  # the top holds the band names
+    return fig
+
+
+def histogram(table: pd.DataFrame, out_png: Path) -> None:
+    fig = histogram_figure(table)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)
     plt.close(fig)

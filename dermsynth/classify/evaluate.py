@@ -7,11 +7,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
+from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve  # noqa: E402
 
 from dermsynth.classify.metrics import binary_metrics, bootstrap_ci, youden_threshold  # noqa: E402
 from dermsynth.classify.models import gradcam_target_layer  # noqa: E402
@@ -46,44 +48,155 @@ def evaluate_model(model: torch.nn.Module, transform, manifest: pd.DataFrame, n_
     return pd.concat(preds, ignore_index=True), metrics
 
 
+# what a reader calls each test set and class (the CSV codes are isic / ham10000 and 0 / 1)
+TESTSET_TITLES = {"isic": "ISIC", "ham10000": "HAM10000"}
+CLASS_NAMES = ("benign", "malignant")
+# reports/plots/<model>/roc.csv, drawn by configs/dvc_plots/roc.json: one curve per test set, in `point` order
+ROC_COLUMNS = ["testset", "panel", "curve_label", "point", "fpr", "tpr", "threshold"]
+# reports/plots/<model>/confusion.csv, drawn by configs/dvc_plots/confusion.json: one row per test image
+CONFUSION_COLUMNS = ["testset", "panel", "actual", "predicted"]
+
+
+def testset_title(name: str) -> str:
+    return f"{TESTSET_TITLES.get(name, name)} test set"
+
+
+def roc_steps(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FPR, TPR and threshold of the empirical ROC curve, from (0, 0) to (1, 1), both never decreasing.
+
+    scikit-learn's points are the curve's corners (drop_intermediate only drops points in the middle of
+    a straight run), so joining them in order with straight lines draws the exact step curve; scores tied
+    across the classes give the diagonal the curve really has there. The threshold of (0, 0) is NaN:
+    no score is above it (scikit-learn writes inf, which a CSV and a JSON plot cannot carry)."""
+    fpr, tpr, thr = roc_curve(y, score, drop_intermediate=True)
+    thr = np.where(np.isfinite(thr), thr, np.nan)
+    if fpr[0] != 0.0 or tpr[0] != 0.0:  # scikit-learn starts at (0, 0) today; the plots must not depend on it
+        fpr, tpr, thr = np.r_[0.0, fpr], np.r_[0.0, tpr], np.r_[np.nan, thr]
+    if fpr[-1] != 1.0 or tpr[-1] != 1.0:
+        fpr, tpr, thr = np.r_[fpr, 1.0], np.r_[tpr, 1.0], np.r_[thr, np.nan]
+    return fpr, tpr, thr
+
+
+def _both_classes(g: pd.DataFrame) -> bool:
+    return g["label"].nunique() == 2  # one class only: no ROC curve and no AUROC (metrics are NaN)
+
+
 def roc_table(pred: pd.DataFrame) -> pd.DataFrame:
+    """One monotone ROC curve per test set (ROC_COLUMNS), for `dvc plots` (configs/dvc_plots/roc.json)."""
     rows = []
     for name, g in pred.groupby("testset"):
-        fpr, tpr, _ = roc_curve(g["label"], g["score"])
-        rows.append(pd.DataFrame({"testset": name, "fpr": fpr, "tpr": tpr}))
-    return pd.concat(rows, ignore_index=True)
+        if not _both_classes(g):
+            continue
+        fpr, tpr, thr = roc_steps(g["label"].to_numpy(), g["score"].to_numpy())
+        label = f"AUROC {roc_auc_score(g['label'], g['score']):.3f} (n={len(g)}, {int(g['label'].sum())} malignant)"
+        rows.append(pd.DataFrame({"testset": name, "panel": testset_title(name), "curve_label": label,
+                                  "point": np.arange(len(fpr)), "fpr": fpr, "tpr": tpr, "threshold": thr.round(6)}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=ROC_COLUMNS)
+
+
+def confusion_table(pred: pd.DataFrame) -> pd.DataFrame:
+    """One row per test image with its true (`actual`) and predicted class by name (CONFUSION_COLUMNS), for `dvc plots`:
+    the template counts them per test set, so no matrix mixes ISIC and HAM10000 images."""
+    return pd.DataFrame({"testset": pred["testset"].to_numpy(),
+                         "panel": [testset_title(t) for t in pred["testset"]],
+                         "actual": [CLASS_NAMES[int(v)] for v in pred["label"]],
+                         "predicted": [CLASS_NAMES[int(v)] for v in pred["pred"]]}, columns=CONFUSION_COLUMNS)
+
+
+def _ci(metrics: dict, key: str) -> str:
+    lo_hi = metrics.get(f"{key}_ci95")
+    return f" [{lo_hi[0]:.2f}, {lo_hi[1]:.2f}]" if lo_hi is not None and np.isfinite(lo_hi).all() else ""
+
+
+def _draw_roc(ax, pred: pd.DataFrame, metrics: dict, sets: list[str]) -> None:
+    for name in sets:
+        g = pred[pred.testset == name]
+        if not _both_classes(g):
+            continue
+        fpr, tpr, _ = roc_steps(g["label"].to_numpy(), g["score"].to_numpy())
+        line = ax.plot(fpr, tpr, lw=1.6, label=f"{testset_title(name)}: AUROC {metrics[f'{name}_auc']:.3f}"
+                       f"{_ci(metrics, f'{name}_auc')}, n={len(g)}")[0]
+        # where the thresholded predictions (and the confusion matrix beside) sit on the curve
+        ax.plot(1 - metrics[f"{name}_specificity"], metrics[f"{name}_sensitivity"], "o", color=line.get_color(), ms=6,
+                mfc="white", mew=1.5)
+    ax.plot([0, 1], [0, 1], ls="--", c="lightgrey", lw=1, label="chance (AUROC 0.5)")
+    ax.axhline(0.8, ls=":", c="grey", lw=0.8, label="sensitivity 0.8 (pAUC80 is the area above)")
+    ax.plot([], [], "o", color="grey", mfc="white", label="the threshold's operating point")
+    ax.set(xlabel="1 - specificity (benign called malignant)", ylabel="sensitivity (malignant found)",
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", title="ROC, one curve per test set")
+    # below the axes: inside, it hides the curves' lower left, where the high-specificity end is read
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+
+
+def _draw_confusion(ax, g: pd.DataFrame, metrics: dict, name: str) -> None:
+    cm = confusion_matrix(g["label"], g["pred"], labels=[0, 1])
+    # colour by the share of each true class, so the small malignant row is as readable as the benign one
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, f"{v}\n({share[i, j]:.0%} of {CLASS_NAMES[i]})", ha="center", va="center", fontsize=8,
+                color="white" if share[i, j] > 0.6 else "black")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, xlabel="predicted",
+           ylabel="true", title=f"{testset_title(name)} (n={len(g)})\nsensitivity {metrics[f'{name}_sensitivity']:.2f}, "
+           f"specificity {metrics[f'{name}_specificity']:.2f}, bal. acc. {metrics[f'{name}_balanced_accuracy']:.2f}")
+    ax.title.set_fontsize(9)
+
+
+def roc_confusion_figure(pred: pd.DataFrame, metrics: dict, model: str) -> plt.Figure:
+    """ROC curves of every test set beside one confusion matrix per test set (benign / malignant)."""
+    sets = sorted(pred["testset"].unique(), key=lambda t: (t != "isic", t))  # ISIC first, as in the metrics
+    fig, axes = plt.subplots(1, 1 + len(sets), figsize=(4.6 * (1 + len(sets)), 5.2), squeeze=False)
+    _draw_roc(axes[0, 0], pred, metrics, sets)
+    for ax, name in zip(axes[0, 1:], sets):
+        _draw_confusion(ax, pred[pred.testset == name], metrics, name)
+    fig.suptitle(f"{model}: test-set ROC and confusion matrices (threshold {metrics['threshold']:.3f}, chosen on "
+                 "validation by Youden's J)", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def plot_roc_and_confusion(pred: pd.DataFrame, metrics: dict, title: str, out_png: Path) -> None:
-    sets = sorted(pred["testset"].unique())
-    fig, axes = plt.subplots(1, 1 + len(sets), figsize=(4.2 * (1 + len(sets)), 4))
-    ax = axes[0]
-    for name in sets:
-        g = pred[pred.testset == name]
-        fpr, tpr, _ = roc_curve(g["label"], g["score"])
-        ax.plot(fpr, tpr, label=f"{name}: AUROC {metrics[f'{name}_auc']:.3f}, pAUC80 {metrics[f'{name}_pauc80']:.3f}")
-    ax.axhline(0.8, ls=":", c="grey")
-    ax.plot([0, 1], [0, 1], ls="--", c="lightgrey")
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC: {title}")
-    ax.legend(fontsize=7, loc="lower right")
-    for ax, name in zip(axes[1:], sets):
-        g = pred[pred.testset == name]
-        cm = confusion_matrix(g["label"], g["pred"], labels=[0, 1])
-        ax.imshow(cm, cmap="Blues")
-        for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center", color="black")
-        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["benign", "malignant"], yticklabels=["benign", "malignant"],
-               xlabel="predicted", ylabel="true", title=f"{name} (bal. acc {metrics[f'{name}_balanced_accuracy']:.3f})")
-    fig.tight_layout()
+    fig = roc_confusion_figure(pred, metrics, title)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
+    fig.savefig(out_png, dpi=110, bbox_inches="tight")  # "tight" keeps the legend below the ROC axes
     plt.close(fig)
 
 
-def gradcam_grid(model: torch.nn.Module, transform, rows: pd.DataFrame, out_png: Path, root: str | Path = ".") -> None:
-    """Grad-CAM heat maps (for ViTs on the last block's tokens) of the malignant logit."""
-    from pytorch_grad_cam import GradCAM
+GRADCAM_CMAP = "jet"  # pytorch_grad_cam's show_cam_on_image colours with OpenCV's JET: the colour bar matches
+
+
+def gradcam_figure(images: list[np.ndarray], heat: np.ndarray, labels: list[str], scores: np.ndarray,
+                   threshold: float, model: str) -> plt.Figure:
+    """Each image over its Grad-CAM map, captioned with its true class, the prediction and the score."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 1.0, 3.9), squeeze=False, layout="constrained")
+    for i, (img, lab, score) in enumerate(zip(images, labels, scores)):
+        pred = CLASS_NAMES[int(score >= threshold)]
+        axes[0, i].imshow(img)
+        # green when right, red when wrong: the errors are what a reader looks for
+        axes[0, i].set_title(f"true {lab}\npred {pred} ({score:.2f})", fontsize=7,
+                             color="tab:green" if pred == lab else "tab:red")
+        axes[1, i].imshow(show_cam_on_image(img.astype(np.float32), heat[i], use_rgb=True))
+        for a in axes[:, i]:
+            a.set(xticks=[], yticks=[])
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    axes[1, 0].set_ylabel("Grad-CAM", fontsize=8)
+    sm = ScalarMappable(norm=Normalize(0, 1), cmap=GRADCAM_CMAP)
+    bar = fig.colorbar(sm, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)  # both rows: they stay aligned
+    bar.set_label("weight for malignant", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    fig.suptitle(f"{model}: Grad-CAM of the malignant score (score = P(malignant); malignant when >= "
+                 f"{threshold:.3f})", fontsize=9)
+    return fig
+
+
+def gradcam_grid(model: torch.nn.Module, transform, rows: pd.DataFrame, out_png: Path, root: str | Path = ".",
+                 model_name: str = "", threshold: float = 0.5) -> None:
+    """Grad-CAM heat maps (for ViTs on the last block's tokens) of the malignant logit; `threshold` is the
+    one the predictions use (metrics' `threshold`), so each caption's predicted class is the pipeline's."""
+    from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     layer, is_vit = gradcam_target_layer(model)
@@ -96,19 +209,15 @@ def gradcam_grid(model: torch.nn.Module, transform, rows: pd.DataFrame, out_png:
 
     model.eval()
     x = torch.stack([transform(Image.open(Path(root) / p).convert("RGB")) for p in rows["path"]])
+    x = x.to(next(model.parameters()).device)
+    with torch.no_grad():
+        scores = torch.softmax(model(x).float(), dim=1)[:, 1].cpu().numpy()  # as train.predict scores
     with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape if is_vit else None) as cam:
-        heat = cam(input_tensor=x.to(next(model.parameters()).device), targets=[ClassifierOutputTarget(1)] * len(x))
-    fig, axes = plt.subplots(2, len(rows), figsize=(1.6 * len(rows), 3.4))
-    axes = np.atleast_2d(axes).reshape(2, -1)
-    for i, (p, lab) in enumerate(zip(rows["path"], rows["label"])):
-        img = np.asarray(Image.open(Path(root) / p).convert("RGB").resize(heat.shape[1:][::-1])) / 255.0
-        axes[0, i].imshow(img)
-        axes[0, i].set_title(lab, fontsize=7)
-        axes[1, i].imshow(show_cam_on_image(img.astype(np.float32), heat[i], use_rgb=True))
-        for a in axes[:, i]:
-            a.axis("off")
-    fig.tight_layout()
+        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(1)] * len(x))
+    images = [np.asarray(Image.open(Path(root) / p).convert("RGB").resize(heat.shape[1:][::-1])) / 255.0
+              for p in rows["path"]]
+    name = model_name or type(model).__name__
+    fig = gradcam_figure(images, heat, list(rows["label"]), scores, threshold, name)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
-
