@@ -137,19 +137,25 @@ def test_hdf5_links_virtual_external_and_plugin_entries_are_quarantined_each(dem
     assert _kept(res) == _kept(baseline) - 5
 
 
+def _ingest_in_bounded_memory(raw: Path):
+    """Ingest, asserting it never held 256 MiB at once (a 1 GiB item read whole would)."""
+    tracemalloc.start()
+    try:
+        res = _ingest(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 2**20, peak
+    return res
+
+
 def test_hdf5_entry_declaring_1_gib_is_refused_without_being_read(demo_raw, baseline):
     key = _kept_ids(baseline, "isic2024")[0]
     with h5py.File(demo_raw / H5, "a") as f:
         del f[key]
         f.create_dataset(key, shape=(2**30,), dtype="u1", chunks=(2**20,), fillvalue=0xFF)  # no chunk written
     assert (demo_raw / H5).stat().st_size < 2**20
-    tracemalloc.start()
-    try:
-        res = _ingest(demo_raw)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 256 * 2**20  # reading the entry would allocate the 1 GiB it declares
+    res = _ingest_in_bounded_memory(demo_raw)  # reading the entry would allocate the 1 GiB it declares
     q = _quarantined(res, R.TOO_LARGE, "isic2024")
     assert q.image_id.tolist() == [key] and q.file.item() == f"{H5}#{key}"
     assert "1073741824 bytes" in q.detail.item() and f"max_image_bytes={MAX_IMAGE_BYTES}" in q.detail.item()
@@ -190,13 +196,7 @@ def test_sparse_1_gib_jpg_is_refused_by_its_size_before_it_is_read(demo_raw, bas
     file = _file_of(baseline, "ham10000", image_id)
     with open(demo_raw / file, "r+b") as fh:
         fh.truncate(2**30)  # a valid JPEG, then a hole: read whole, it would decode and be kept
-    tracemalloc.start()
-    try:
-        res = _ingest(demo_raw)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 256 * 2**20
+    res = _ingest_in_bounded_memory(demo_raw)
     q = _quarantined(res, R.TOO_LARGE)
     assert q.image_id.tolist() == [image_id] and q.file.item() == file
     assert "1073741824 bytes > ingest.max_image_bytes=67108864" in q.detail.item()
