@@ -228,8 +228,15 @@ def _varied(df: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _zero_width(low: float, high: float) -> bool:
+    """An interval that prints as one number: identical replicates, not certainty."""
+    return not math.isnan(low) and f"{low:.3f}" == f"{high:.3f}"
+
+
 def _fmt_level(r: pd.Series) -> str:
     cell = f"{r['mean']:.3f}"
+    if _zero_width(r.ci95_low, r.ci95_high):
+        return cell + f" ({int(r.replicates)} identical replicates)"
     return cell + (f" [{r.ci95_low:.3f}, {r.ci95_high:.3f}]" if not math.isnan(r.ci95_low) else "")
 
 
@@ -237,7 +244,9 @@ def _fmt_effect(r: pd.Series) -> str:
     if math.isnan(r.delta):
         return ""
     cell = f"{r.delta:+.3f}"
-    if not math.isnan(r.delta_low):
+    if _zero_width(r.delta_low, r.delta_high):
+        cell += " (the same in every replicate)"
+    elif not math.isnan(r.delta_low):
         cell += f" [{r.delta_low:+.3f}, {r.delta_high:+.3f}]"
     if not math.isnan(r.p):
         cell += f" p={r.p:.2g}, Holm {r.p_holm:.2g}"

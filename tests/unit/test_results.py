@@ -294,3 +294,16 @@ def test_help_of_the_commands_prints(capsys):
             main(argv)
         assert stop.value.code == 0
     assert "[95 % CI]" in " ".join(capsys.readouterr().out.split())  # however argparse wraps it
+
+
+def test_the_ratio_report_says_identical_replicates_instead_of_a_zero_width_interval():
+    import pandas as pd
+
+    from dermsynth.report import _fmt_effect, _fmt_level
+
+    same = pd.Series({"mean": 0.71, "ci95_low": 0.71, "ci95_high": 0.71, "replicates": 3})
+    spread = pd.Series({"mean": 0.71, "ci95_low": 0.65, "ci95_high": 0.77, "replicates": 3})
+    assert _fmt_level(same) == "0.710 (3 identical replicates)"
+    assert _fmt_level(spread) == "0.710 [0.650, 0.770]"
+    eff = pd.Series({"delta": 0.0, "delta_low": 0.0, "delta_high": 0.0, "p": float("nan"), "p_holm": float("nan")})
+    assert _fmt_effect(eff) == "+0.000 (the same in every replicate)"
