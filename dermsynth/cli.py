@@ -236,7 +236,7 @@ def _mlflow(args: argparse.Namespace) -> None:
         raise UserError(f"port {args.port} on {ADDRESS} is already in use; choose one with --port")
     # MLflow 3 opens every experiment on its GenAI page unless told otherwise (a per-browser toggle):
     # this link lands on the runs table
-    url = f"http://{ADDRESS}:{args.port}/#/experiments/{tracking.experiment_id()}?workflowType=machine_learning"
+    url = tracking.runs_table_url(ADDRESS, args.port)
     print(f"MLflow UI on the dermsynth runs: {url}  - Ctrl-C to stop", flush=True)
     rc = serve_group([sys.executable, "-m", "mlflow", "ui", "--host", ADDRESS, "--port", str(args.port),
                       "--backend-store-uri", tracking.tracking_uri()])

@@ -188,3 +188,54 @@ def runs(experiment: str = EXPERIMENT):
 
         return pd.DataFrame()
     return mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'")
+
+
+# The runs table `dermsynth mlflow` opens with: MLflow 3 has no server-side default for the table's
+# columns (a browser keeps its own choice in localStorage), but it opens a saved view, kept as an
+# experiment tag, from the URL (`?viewStateShareKey=<id>`); the view shows the study's conditions and
+# headline metrics side by side (its "Override saved view" button makes it that browser's default).
+STUDY_VIEW, STUDY_VIEW_NAME = "dermsynth-study", "dermsynth study: conditions and headline metrics"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+STUDY_PARAMS = {"model": 140, "ratio": 50, "seed": 45}  # the columns and their widths in pixels
+STUDY_METRICS = {"isic_auc": 95, "ham10000_auc": 105, "isic_balanced_accuracy": 160, "ham10000_balanced_accuracy": 200}
+
+
+def study_view_state() -> dict:
+    """The runs-table state of the study view as MLflow 3's UI serialises one: the columns shown, by the
+    UI's names (params.`model`, metrics.`isic_auc`, ...), their order (the condition, then each metric on
+    ISIC beside HAM10000) and widths wide enough for their names; everything else at MLflow's default."""
+    widths = ({f"params.`{k}`": w for k, w in STUDY_PARAMS.items()}
+              | {f"metrics.`{k}`": w for k, w in STUDY_METRICS.items()})
+    fixed = {"attributes.`Run Name`": 265, "runDateAndNestInfo": 135, "duration": 75}  # always shown
+    return {"selectedColumns": list(widths), "columnOrder": [*fixed, *widths], "columnWidths": fixed | widths}
+
+
+def save_study_view(exp_id: str | None = None) -> str:
+    """Store the study view in the experiment (an experiment tag; rewritten only when missing or holding
+    another state) and return its id, the URL's `viewStateShareKey`."""
+    import time
+
+    mlflow = _mlflow()
+    exp_id = exp_id or experiment_id()
+    key = VIEW_TAG_PREFIX + STUDY_VIEW
+    now, created = int(time.time() * 1000), None
+    try:
+        old = json.loads(mlflow.MlflowClient().get_experiment(exp_id).tags[key])
+        if json.loads(old["state"]) == study_view_state():
+            return STUDY_VIEW
+        created = int(old["createdAt"])
+    except (ValueError, KeyError, TypeError):  # none yet, or not one MLflow could read
+        pass
+    # the envelope of MLflow 3.17's saved views: the view's state is a JSON string inside it
+    envelope = {"name": STUDY_VIEW_NAME, "createdAt": created or now, "updatedAt": now,
+                "state": json.dumps(study_view_state())}
+    mlflow.MlflowClient().set_experiment_tag(exp_id, key, json.dumps(envelope))
+    return STUDY_VIEW
+
+
+def runs_table_url(host: str, port: int) -> str:
+    """The MLflow UI's runs table of the experiment, opened on the study view."""
+    exp_id = experiment_id()
+    # workflowType: the sidebar of model training, not of GenAI (MLflow 3 defaults to GenAI, per browser)
+    return (f"http://{host}:{port}/#/experiments/{exp_id}/runs?viewStateShareKey={save_study_view(exp_id)}"
+            "&workflowType=machine_learning")
