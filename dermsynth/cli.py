@@ -79,24 +79,13 @@ def _utc(value: str | None, flag: str):
         raise UserError(f"{flag} {value!r}: not a time (e.g. '2026-11-24 09:30', UTC)") from None
 
 
-def _every_run():
-    """Every run of the experiment, finished or not: tracking.runs() holds the finished ones only, and
-    the unfinished ones must be named as skipped, not vanish."""
-    import pandas as pd
-
-    from dermsynth import tracking
-
-    mlflow = tracking._mlflow()
-    exp = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
-    return pd.DataFrame() if exp is None else mlflow.search_runs([exp.experiment_id])
-
-
 def _report(args: argparse.Namespace) -> None:
+    from dermsynth import tracking
     from dermsynth.report import check_replaces, screen_runs, tidy_runs, write_study
 
     since, until = _utc(args.since, "--since"), _utc(args.until, "--until")
     # one study's runs only (the MLflow store keeps every run ever made)
-    runs, skipped = screen_runs(_every_run(), since, until)
+    runs, skipped = screen_runs(tracking.runs(finished_only=False), since, until)
     df, superseded = tidy_runs(runs)
     for s in skipped + superseded:
         print(s.line())
@@ -136,10 +125,10 @@ def _metrics(args: argparse.Namespace) -> None:
 
 
 def _runs(args: argparse.Namespace) -> None:
-    from dermsynth import results
+    from dermsynth import results, tracking
 
     since, until = _utc(args.since, "--since"), _utc(args.until, "--until")
-    print("\n".join(results.runs_table(_every_run(), since, until)))
+    print("\n".join(results.runs_table(tracking.runs(finished_only=False), since, until)))
 
 
 def _app(args: argparse.Namespace) -> None:

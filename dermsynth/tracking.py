@@ -179,15 +179,17 @@ def complete_run(model_dir: str | Path, metrics: dict[str, float], artifacts: li
     return run_id, made
 
 
-def runs(experiment: str = EXPERIMENT):
-    """All finished runs of the experiment as a DataFrame (params.*, metrics.*, tags.*)."""
+def runs(experiment: str = EXPERIMENT, finished_only: bool = True):
+    """The runs of the experiment as a DataFrame (params.*, metrics.*, tags.*): the finished ones, or
+    every one (`finished_only=False`: a report names the unfinished ones as skipped)."""
     mlflow = _mlflow()
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         import pandas as pd
 
         return pd.DataFrame()
-    return mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'")
+    return mlflow.search_runs([exp.experiment_id],
+                              filter_string="attributes.status = 'FINISHED'" if finished_only else "")
 
 
 # The runs table `dermsynth mlflow` opens with: MLflow 3 has no server-side default for the table's
