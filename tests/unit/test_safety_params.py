@@ -184,7 +184,10 @@ def test_check_command_refuses_paths_that_leave_the_repository(tmp_path):
     p = subprocess.run([sys.executable, "-m", "dermsynth.cli", "check", str(tmp_path / "bad.yaml")], cwd=ROOT / "docs",
                        env=env, capture_output=True, text=True, timeout=120)  # from a subfolder: the same root
     assert p.returncode == 1 and "Traceback" not in p.stderr
+    # the example named is the first file git lists under configs/, whichever that is today
+    first = subprocess.run(["git", "ls-files", "configs"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    first = next(f for f in first if not f.endswith(".gitignore"))
     assert p.stderr.strip().splitlines() == [
         f"ERROR: paths.reports: '/etc' resolves to /etc, outside the repository {ROOT} (outputs stay inside it)",
-        "ERROR: paths.prepared: 'configs' holds files tracked by git (e.g. configs/dvc_plots/make_template.py); "
+        f"ERROR: paths.prepared: 'configs' holds files tracked by git (e.g. {first}); "
         "the pipeline deletes and rewrites this folder, so name one of its own"], p.stderr
