@@ -19,6 +19,7 @@ CI_PARAMS = {
     ("generate", "n_per_class"): 300,
     ("train", "epochs"): 4,
     ("evaluate", "bootstrap"): 200,
+    ("audit", "feature_epochs"): 4,
 }
 
 

@@ -105,15 +105,7 @@ def test_exp_run_ratio_reruns_only_the_classifier_side(clone, repro):
     # `params` checks every -S value first; track@ completes each run in MLflow
     assert ran == {f"{s}@{m}" for s in ("train", "evaluate", "track") for m in MODELS} | {
         "params", "cards", "audit_dataset"}, ran
-    from dermsynth import tracking
-
-    import os
-
-    os.environ["DVC_ROOT"] = str(clone)
-    try:
-        runs = tracking.runs()
-    finally:
-        del os.environ["DVC_ROOT"]
+    runs = _mlflow_runs(clone)
     real_only = runs[runs["params.ratio"] == "0.0"]
     assert set(real_only["params.model"]) == set(MODELS)
     for _, r in real_only.iterrows():
@@ -246,15 +238,14 @@ def test_a_model_is_added_with_one_setting(clone, repro):
 
 
 def _mlflow_runs(clone):
-    import os
-
-    from dermsynth import tracking
-
-    os.environ["DVC_ROOT"] = str(clone)
-    try:
-        return tracking.runs()
-    finally:
-        del os.environ["DVC_ROOT"]
+    """The clone's MLflow runs, read by a fresh process: this one's MLflow keeps its SQLite connection open, and
+    that would still read a store the test has deleted."""
+    out = clone / ".work" / "runs.json"
+    code = ("from dermsynth import tracking; "
+            f"tracking.runs().to_json({str(out)!r}, orient='split')")
+    out.parent.mkdir(exist_ok=True)
+    run([sys.executable, "-c", code], clone)
+    return pd.read_json(out, orient="split", dtype=False)
 
 
 def _complete(runs) -> bool:
