@@ -33,13 +33,22 @@ class Report:
 
 def _raw(params: dict[str, Any], rep: Report) -> int:
     """Items per raw archive (from the metadata tables; images are decoded by ingest)."""
-    from dermsynth.data.ingest import SOURCES, detect_sources
+    from dermsynth.data.ingest import SOURCES, detect_sources, unrecognised_folders
+    from dermsynth.data.records import by_choice
+    from dermsynth.data.sources import isic_archive
 
     raw = Path(params["paths"]["raw"])
     if not raw.is_dir():
         rep.problems.append(f"paths.raw: {raw} does not exist (run `dvc pull data.dvc`, or point it at your archives)")
         return 0
     found = detect_sources(raw)
+    # a folder no reader recognises: ingest fails on one holding images, and names the others
+    for u in unrecognised_folders(raw, found):
+        if u.images:
+            rep.problems.append(f"paths.raw: {u.message(raw)}")
+        else:
+            rep.rows.append(("unrecognised", f"{raw / u.folder}: no reader recognises it (no image files; ingest "
+                             "names it in reports/ingest.json and goes on)"))
     if not found:
         rep.problems.append(f"paths.raw: no archive under {raw} (expected folders {', '.join(SOURCES)} with their "
                             "metadata files)")
@@ -47,13 +56,21 @@ def _raw(params: dict[str, Any], rep: Report) -> int:
     total, parts = 0, []
     for name in found:
         try:
-            res = SOURCES[name].read(raw / name, raw)
+            if name == isic_archive.NAME:
+                res = isic_archive.read(raw / name, raw, isic_archive.ArchivePolicy.from_params(params["ingest"]))
+                # what each download holds, so that a wrong search or a policy that sets most aside shows here
+                rep.rows += [("isic_archive", line) for line in isic_archive.describe(raw / name, raw)]
+            else:
+                res = SOURCES[name].read(raw / name, raw)
         except UserError as e:
             rep.problems.append(f"paths.raw: {e}")
             continue
         n = len(res.records)
         total += n
-        parts.append(f"{name} {n}" + (f" (+{len(res.quarantined)} unusable rows)" if res.quarantined else ""))
+        chosen = sum(by_choice(q.reason) for q in res.quarantined)
+        broken = len(res.quarantined) - chosen
+        notes = [f"+{broken} unusable rows"] * bool(broken) + [f"+{chosen} set aside by choice"] * bool(chosen)
+        parts.append(f"{name} {n}" + (f" ({', '.join(notes)})" if notes else ""))
     rep.rows.append(("raw data", f"{raw}: " + ", ".join(parts)))
     return total
 

@@ -54,10 +54,14 @@ def _shown(path: Path) -> str:
 
 
 def _demo_data(args: argparse.Namespace) -> None:
-    from dermsynth.demo.layouts import write_demo
+    from dermsynth.demo.layouts import write_demo, write_isic_archive
 
     out = write_demo(args.out, seed=args.seed, defects=not args.no_defects, scale=args.scale)
     print(f"demo raw data written to {out}")
+    if args.isic_archive:
+        dl = write_isic_archive(Path(out) / "isic_archive" / "demo-download", seed=args.seed,
+                                isic2019=Path(out) / "isic2019")
+        print(f"ISIC Archive download (isic-cli layout) written to {dl}")
 
 
 def _export_lora(args: argparse.Namespace) -> None:
@@ -261,6 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", type=float, default=None,
                    help="scale profile: the four archives at their real image sizes and this fraction of their real "
                         "counts (1 = full size), with ISIC 2019's republished HAM10000 ids and ISIC 2020's duplicates")
+    p.add_argument("--isic-archive", action="store_true",
+                   help="also write a small ISIC Archive download (isic-cli layout) in <out>/isic_archive/demo-download "
+                        "(not in the default demo: `make data` restores data/raw without it)")
     p.set_defaults(fn=_demo_data)
     p = sub.add_parser("export-lora", help="export a trained LoRA for AUTOMATIC1111 / ComfyUI")
     p.add_argument("--lora", type=typed_path, default=Path("models/lora/malignant"),

@@ -27,6 +27,19 @@ UNSAFE_PATH = "unsafe path"  # a link that leads out of its source folder: never
 UNSAFE_HDF5 = "unsafe hdf5 entry"  # bytes that would come from outside the hdf5 file (links, virtual, external)
 TOO_LARGE = "too large"  # more bytes or pixels than ingest.max_image_bytes / ingest.max_pixels: never decoded
 DUPLICATE_FILE = "duplicate file"  # a second file for an image id that already has one
+# Set aside by choice, not broken (ISIC Archive downloads, dermsynth.data.sources.isic_archive): each is
+# listed like any other quarantined item, but does not count towards ingest.max_quarantine_fraction.
+INDETERMINATE = "indeterminate diagnosis"  # diagnosis_1 Indeterminate and ingest.indeterminate: quarantine
+SYNTHETIC = "synthetic image in archive"  # image_manipulation synthetic: never trained on as a real image
+ALTERED = "altered image in archive"  # image_manipulation altered and ingest.altered: quarantine
+IMAGE_TYPE = "image type"  # followed by the type, e.g. "image type 'clinical: close-up'" (ingest.image_types)
+DOWNLOADED_AGAIN = "downloaded again"  # the same isic_id in a second download folder: one file is used
+BY_CHOICE = (INDETERMINATE, SYNTHETIC, ALTERED, DOWNLOADED_AGAIN)
+
+
+def by_choice(reason: str) -> bool:
+    """Whether a quarantine reason is a choice (a policy parameter, a repeated download), not a defect."""
+    return reason in BY_CHOICE or reason.startswith(IMAGE_TYPE + " ")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # An id becomes a file name: one plain path component, nothing that could climb out of a folder.
@@ -49,6 +62,14 @@ class Record:
     sex: str = "unknown"  # harmonised (dermsynth.data.subgroups); unknown stays unknown
     age_band: str = "unknown"
     site: str = "unknown"
+    # as the ISIC Archive records them (isic_archive; copied from it onto a republished copy), else empty
+    fitzpatrick_skin_type: str = ""
+    copyright_license: str = ""
+    attribution: str = ""
+
+
+# Record fields a reader's `extra` dict may set beyond the ids, the label and the diagnosis
+EXTRA_FIELDS = ("sex", "age_band", "site", "fitzpatrick_skin_type", "copyright_license", "attribution")
 
 
 @dataclass
@@ -230,7 +251,8 @@ def resolve_rows(
         for _ in entries[1:]:
             res.quarantined.append(Quarantined(source, image_id, DUPLICATE_ROW, file, "same id listed again"))
         if label is None:
-            reason = CONFLICTING if why.startswith("conflict") else UNKNOWN_LABEL
+            # a reader may name the reason itself (a row set aside by a policy, not for its label)
+            reason = extra.get("reason") or (CONFLICTING if why.startswith("conflict") else UNKNOWN_LABEL)
             res.quarantined.append(Quarantined(source, image_id, reason, file, why))
             continue
         if index is not None and not paths:
@@ -241,7 +263,7 @@ def resolve_rows(
         res.records.append(Record(source=source, image_id=image_id, label=label,
                                   lesion_id=extra.get("lesion_id", ""), patient_id=extra.get("patient_id", ""),
                                   file=file, diagnosis=extra.get("diagnosis", ""),
-                                  **{k: extra[k] for k in ("sex", "age_band", "site") if k in extra}))
+                                  **{k: extra[k] for k in EXTRA_FIELDS if k in extra}))
     for stem, paths in files.items():
         if stem not in used:
             for p in paths:

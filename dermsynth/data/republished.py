@@ -23,9 +23,12 @@ from dermsynth.contracts import DUPLICATES_COLUMNS
 from dermsynth.data.dedup import UnionFind
 from dermsynth.errors import UserValueError
 
-DEFAULT_PRIORITY = ("ham10000", "isic2019", "isic2020", "isic2024")
+# the challenge releases before the ISIC Archive: their copy (and label) of an image stays the one kept, as
+# before an archive download was added; the kept row still takes the archive's licence and skin type
+DEFAULT_PRIORITY = ("ham10000", "isic2019", "isic2020", "isic2024", "isic_archive")
 SAME_ID, LISTED, SAME_BYTES = "same id", "listed duplicate", "identical bytes"
 CONFLICT = "conflict"  # copies of one image with different labels: none kept, all quarantined
+INHERITED = ("lesion_id", "patient_id", "fitzpatrick_skin_type", "copyright_license", "attribution")
 
 
 def _link(uf: UnionFind, keys: pd.Series) -> None:
@@ -103,7 +106,8 @@ def collapse(manifest: pd.DataFrame, priority: list[str] | tuple[str, ...] = DEF
     names = (dropped["source"] + "/" + dropped["image_id"]).groupby(dropped["dup_group"])
     also = names.agg(lambda s: ";".join(sorted(s))) if len(dropped) else pd.Series(dtype=str)
     kept["also_in"] = also.reindex(kept.index, fill_value="")
-    for col in ("lesion_id", "patient_id"):  # the kept row inherits ids only a copy had
+    # the kept row inherits ids (and the ISIC Archive's licence, attribution, skin type) only a copy had
+    for col in [c for c in INHERITED if c in kept.columns]:
         fill = dropped[dropped[col].astype(str) != ""].groupby("dup_group")[col].first()
         empty = kept[col].astype(str) == ""
         kept.loc[empty, col] = fill.reindex(kept.index[empty]).fillna("").to_numpy()
