@@ -1,39 +1,70 @@
-"""Stage generate: the synthetic set -> data/synthetic/{images,metadata.csv}."""
+"""Stage generate: the synthetic set -> data/synthetic/{images,metadata.csv}.
+
+generate.source `models/lora` samples the LoRAs this pipeline trains; any other value names a released
+synthetic set, imported instead (dermsynth.diffusion.released, docs/released_synthetic.md)."""
 import json
 from pathlib import Path
 
 import pandas as pd
-import torch
-from accelerate import PartialState
 
 from dermsynth.config import from_block, save_resolved
+from dermsynth.contracts import QUARANTINE_COLUMNS
 from dermsynth.diffusion.preview import real_vs_synthetic
-from dermsynth.diffusion.sample import GenerateConfig, generate
+from dermsynth.synthetic_source import LORA_SOURCE, is_lora_source
 from dermsynth.timings import write_timings
 from stages._common import main, relaunch, under_launcher
 
 
-def run(params: dict) -> None:
+def _generate(params: dict, out: Path, rep: Path) -> dict | None:
+    import torch
+    from accelerate import PartialState
+
+    from dermsynth.diffusion.sample import GenerateConfig, generate
+
     block = {**params["generate"], "seed": params["data_seed"]}
+    block.pop("source")  # models/lora: which LoRAs, not how to sample them
     processes = block.pop("processes")  # how, not what: the images are the same for any number
     if processes > 1 and not under_launcher():
-        return relaunch("stages.generate", processes, "generate.processes")
+        relaunch("stages.generate", processes, "generate.processes")
+        return None
     for k in ("classes", "samplers"):
         block[k] = tuple(block[k])
     cfg = from_block(GenerateConfig, block)
-    out = Path(params["paths"]["synthetic"])
-    loras = {label: f"models/lora/{label}" for label in cfg.classes}
+    loras = {label: f"{LORA_SOURCE}/{label}" for label in cfg.classes}
     state = PartialState(cpu=not torch.cuda.is_available()) if under_launcher() else None
     summary = generate(cfg, "models/base", loras, out, Path(params["paths"]["work"]), state=state)
     if state is not None and not state.is_main_process:
-        return
-    write_timings("generate", summary.pop("timings"), params["paths"]["reports"])
+        return None
     save_resolved(cfg, out / "config.json")
+    pd.DataFrame(columns=QUARANTINE_COLUMNS).to_csv(rep / "quarantine.csv", index=False)  # nothing read from outside
+    return {"mode": "generate", "source": LORA_SOURCE, **summary}
+
+
+def _import(params: dict, out: Path, rep: Path) -> dict:
+    from dermsynth.diffusion.released import ImportConfig, import_released
+
+    g = params["generate"]
+    cfg = ImportConfig(source=g["source"], classes=tuple(g["classes"]), n_per_class=g["n_per_class"],
+                       size=params["prepare"]["size"], seed=params["data_seed"], workers=g["threads"])
+    _, quarantine, summary = import_released(cfg, out, quarantine_file=rep / "quarantine.csv", outputs=params["paths"])
+    if len(quarantine):
+        print(f"WARNING: {len(quarantine)} files of {cfg.source} quarantined ({summary['quarantined_per_reason']}); "
+              f"see {rep / 'quarantine.csv'}")
+    return summary
+
+
+def run(params: dict) -> None:
+    out = Path(params["paths"]["synthetic"])
     rep = Path(params["paths"]["reports"]) / "generate"
     rep.mkdir(parents=True, exist_ok=True)
+    summary = (_generate if is_lora_source(params["generate"]["source"]) else _import)(params, out, rep)
+    if summary is None:  # a relaunch, or a process of several that is not the main one
+        return
+    write_timings("generate", summary.pop("timings"), params["paths"]["reports"])
     (rep / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    real = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv")
-    real_vs_synthetic(real, pd.read_csv(out / "metadata.csv"), 8, params["data_seed"]).save(rep / "real_vs_synthetic.png")
+    real = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False)
+    synthetic = pd.read_csv(out / "metadata.csv", keep_default_na=False)
+    real_vs_synthetic(real, synthetic, 8, params["data_seed"]).save(rep / "real_vs_synthetic.png")
     print(json.dumps(summary, indent=2))
 
 

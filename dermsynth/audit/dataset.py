@@ -45,6 +45,11 @@ def _number(v) -> float | None:
     return v if np.isfinite(v) else None
 
 
+def _integer(v) -> int | None:
+    n = _number(v)
+    return int(n) if n is not None else None
+
+
 def _samples(fo, real: pd.DataFrame, synthetic: pd.DataFrame, root: Path, embeddings: np.ndarray | None,
              memorization: pd.DataFrame | None, filter_scores: pd.DataFrame | None, skin_tones: pd.DataFrame | None):
     """One fo.Sample per row, real then synthetic (the order of `embeddings`' rows)."""
@@ -73,8 +78,11 @@ def _samples(fo, real: pd.DataFrame, synthetic: pd.DataFrame, root: Path, embedd
         s = fo.Sample(filepath=str(root / r.path), tags=tags + ([] if kept else ["filtered_out"]),
                       ita=_number(tone[0]), crop_ita=_number(tone[0]), skin_tone=str(tone[1]),
                       origin="synthetic", image_id=r.image_id, source="synthetic", split="synthetic",
-                      prompt=r.prompt, negative_prompt=r.negative_prompt, sampler=r.sampler, steps=int(r.steps),
-                      cfg=float(r.cfg), seed=int(r.seed), ground_truth=fo.Classification(label=r.label))
+                      prompt=r.prompt, negative_prompt=r.negative_prompt, sampler=r.sampler,
+                      # an imported image leaves what its release does not say empty: None here, not a crash
+                      steps=_integer(r.steps), cfg=_number(r.cfg), seed=_integer(r.seed),
+                      synthetic_source=str(getattr(r, "source", "") or ""),
+                      ground_truth=fo.Classification(label=r.label))
         if mem is not None and r.image_id in mem.index:
             m = mem.loc[r.image_id]
             s["nn_real_image_id"] = str(m.nn_real_image_id)
@@ -171,6 +179,10 @@ def saved_views(ds, models: list[str]) -> list[tuple[str, object, str, str | Non
     syn = ds.match_tags("synthetic")
     for label in syn.distinct("ground_truth.label"):
         for sampler in syn.distinct("sampler"):
+            if not sampler:  # imported from a released set that does not say: one view per class
+                views.append((f"synthetic_{label}", syn.match((F("ground_truth.label") == label) & (F("sampler") == sampler)),
+                              f"synthetic {label} images imported without a recorded sampler", None))
+                continue
             views.append((f"synthetic_{label}_{sampler}",
                           syn.match((F("ground_truth.label") == label) & (F("sampler") == sampler)),
                           f"synthetic {label} images drawn with the {sampler} sampler", None))

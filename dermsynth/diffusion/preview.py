@@ -48,8 +48,11 @@ def real_vs_synthetic(manifest: pd.DataFrame, synthetic: pd.DataFrame, n: int, s
         real = manifest[(manifest.split == "train") & (manifest.label == label)]
         rows.append([load(p) for p in real.sample(min(n, len(real)), random_state=seed).path])
         labels.append(f"real {label}")
-        for sampler in sorted(synthetic.sampler.unique()):
-            syn = synthetic[(synthetic.label == label) & (synthetic.sampler == sampler)]
+        samplers = synthetic.sampler.fillna("").astype(str)  # empty: an imported image whose release does not say
+        for sampler in sorted(samplers.unique()):
+            syn = synthetic[(synthetic.label == label) & (samplers == sampler)]
+            if len(syn) == 0:
+                continue
             rows.append([load(p) for p in syn.sample(min(n, len(syn)), random_state=seed).path])
-            labels.append(f"syn {label} {sampler}")
+            labels.append(f"syn {label} {sampler}".rstrip())
     return grid(rows, labels)

@@ -15,12 +15,13 @@ from a new seed derived from the old one; the row records the seed that made its
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -94,6 +95,9 @@ def plan(cfg: GenerateConfig, base_model: str, lora_dirs: dict[str, str], out_di
                 "steps": int(rng.integers(cfg.steps_min, cfg.steps_max + 1)), "cfg": cfg.guidance_scale,
                 "seed": image_seed(cfg.seed, ci, i), "lora": lora_dirs[label], "base_model": base_model,
                 "path": f"{out_dir}/images/{label}/{image_id}.png", "device": device, "dtype": str(dtype).split(".")[-1],
+                # where it came from (an imported set says its release here): the LoRAs' folder; the PNG's
+                # sha256 is known once it is written (_publish)
+                "source": PurePosixPath(lora_dirs[label]).parent.as_posix(), "source_file": "", "sha256": "",
             })
     df = pd.DataFrame(rows, columns=METADATA_COLUMNS)
     # Fixed chunks: same (class, sampler, steps), in index order, cut every batch_size images.
@@ -256,8 +260,11 @@ def _publish(df: pd.DataFrame, work: Path, out_dir: Path, repo_root: Path,
     replace_output_dir(out_dir, "paths.synthetic")  # only a folder the pipeline made is deleted
     for label in classes:
         (out_dir / "images" / label).mkdir(parents=True, exist_ok=True)
+    digests = []
     for src, dst in zip(df.work_path, df.path):
         shutil.copyfile(src, repo_root / dst)
+        digests.append(hashlib.sha256((repo_root / dst).read_bytes()).hexdigest())
+    df = df.assign(sha256=digests)
     retries = pd.DataFrame([r for c in df.chunk.unique() for r in json.loads(_chunk_record(work, c).read_text())],
                            columns=RESEED_COLUMNS)
     df = df.assign(seed=df["image_id"].map(dict(zip(retries.image_id, retries.seed))).fillna(df["seed"]).astype("int64"))
@@ -276,6 +283,9 @@ def regenerate(row: dict | pd.Series, repo_root: str | Path = ".", threads: int 
     """One image again from its metadata row alone, with plain diffusers calls, on the row's
     device kind and dtype (the bytes depend on both)."""
     repo_root = Path(repo_root)
+    if all(pd.isna(row.get(k)) or str(row.get(k)) == "" for k in ("lora", "device")):  # an imported image
+        raise UserValueError(f"{row['image_id']} was imported from {row.get('source') or 'a released set'} "
+                             f"({row.get('source_file') or 'its file'}): no LoRA and base model to make it again")
     device = str(row.get("device") or "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserValueError(f"{row['image_id']} was made on cuda in {row.get('dtype')}; its bytes come back only "

@@ -9,7 +9,8 @@ import great_expectations.expectations as gxe
 import pandas as pd
 from PIL import Image
 
-from dermsynth.contracts import ATTRIBUTES, METADATA_COLUMNS, RESEED_COLUMNS, SYNTHETIC_IMAGE_COLUMNS
+from dermsynth.contracts import (ATTRIBUTES, METADATA_COLUMNS, METADATA_UNKNOWN_WHEN_IMPORTED, RESEED_COLUMNS,
+                                 SYNTHETIC_IMAGE_COLUMNS)
 from dermsynth.data.records import LABELS
 from dermsynth.data.subgroups import AGE_BANDS, SITES, SKIN_TONES, UNKNOWN
 from dermsynth.parallel import pmap
@@ -180,31 +181,50 @@ def synthetic_images(metadata: pd.DataFrame, repo_root: Path, workers: int = 0) 
 
 
 def synthetic_suite(metadata: pd.DataFrame, images: pd.DataFrame, n_per_class: int, classes: list[str], size: int,
-                    cfg: QualityConfig = QualityConfig(), reseeds: pd.DataFrame | None = None) -> list[Table]:
+                    cfg: QualityConfig = QualityConfig(), reseeds: pd.DataFrame | None = None,
+                    imported: dict | None = None) -> list[Table]:
     """`images`: synthetic_images(metadata, ...), each file's measurements; `reseeds`: the generator's
     retries of NaN/black renders (reseeds.csv): a PNG cannot hold a NaN, so the NaN check reads what the
-    generator saw before it rounded, not the files."""
+    generator saw before it rounded, not the files.
+
+    `imported`: the import record of a released set (dermsynth.diffusion.released.import_record), None for a
+    generated one. An imported set may leave what its release does not say empty (no seed, sampler, LoRA);
+    with n_per_class 0 each class must hold every usable image the set had (`imported["usable"]`), in
+    whatever class mix the release has, else n_per_class of each class, balanced as a generated set."""
     if reseeds is None:
         reseeds = pd.DataFrame(columns=RESEED_COLUMNS)
     reseeds = reseeds.assign(recovered=reseeds["recovered"].astype(str).str.lower() == "true")
+    # an empty field is a missing one (the stages read metadata.csv with keep_default_na=False)
+    meta = metadata.replace({"": None}) if len(metadata) else metadata
+    optional = {"negative_prompt", "source_file"} | (set(METADATA_UNKNOWN_WHEN_IMPORTED) if imported else set())
 
     counts = metadata.groupby("label").size().reindex(classes, fill_value=0).rename("n").reset_index()
     counts["fraction"] = counts["n"] / max(len(metadata), 1)
     expected_fraction = 1.0 / len(classes)
-    return [
-        Table("metadata", metadata, [
-            gxe.ExpectTableColumnsToMatchOrderedList(column_list=METADATA_COLUMNS, meta=_why("metadata contract (docs/contracts.md)")),
-            gxe.ExpectColumnValuesToBeUnique(column="image_id"),
-            gxe.ExpectColumnValuesToBeUnique(column="seed", meta=_why("one recorded seed per image")),
-            gxe.ExpectColumnValuesToBeInSet(column="label", value_set=classes),
-            *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in METADATA_COLUMNS if c != "negative_prompt"],
-        ]),
-        Table("counts", counts, [
+    if imported and n_per_class == 0:
+        usable = imported.get("usable") or {}
+        counts["expected"] = [int(usable.get(c, -1)) for c in counts["label"]]
+        count_checks = [gxe.ExpectColumnPairValuesToBeEqual(
+            column_A="n", column_B="expected",
+            meta=_why("generate.n_per_class 0: every usable image of the released set, each class"))]
+    else:
+        counts["expected"] = n_per_class
+        count_checks = [
             gxe.ExpectColumnValuesToBeBetween(column="n", min_value=n_per_class, max_value=n_per_class,
                                               meta=_why("generate.n_per_class images of each class")),
             gxe.ExpectColumnValuesToBeBetween(column="fraction", min_value=expected_fraction, max_value=expected_fraction,
                                               meta=_why("exactly balanced classes")),
+        ]
+    return [
+        Table("metadata", meta, [
+            gxe.ExpectTableColumnsToMatchOrderedList(column_list=METADATA_COLUMNS, meta=_why("metadata contract (docs/contracts.md)")),
+            gxe.ExpectColumnValuesToBeUnique(column="image_id"),
+            gxe.ExpectColumnValuesToBeUnique(column="path"),
+            *([] if imported else [gxe.ExpectColumnValuesToBeUnique(column="seed", meta=_why("one recorded seed per image"))]),
+            gxe.ExpectColumnValuesToBeInSet(column="label", value_set=classes),
+            *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in METADATA_COLUMNS if c not in optional],
         ]),
+        Table("counts", counts, count_checks, key="label"),
         Table("images", images, [
             gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True], meta=_why("every file decodes")),
             gxe.ExpectColumnValuesToBeBetween(column="width", min_value=size, max_value=size),

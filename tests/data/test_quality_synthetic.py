@@ -19,7 +19,8 @@ def _set(root, n_per_class=4, size=16):
             Image.fromarray(rng.integers(40, 220, (size, size, 3), dtype=np.uint8)).save(root / path)
             rows.append({"image_id": f"{label}_{i}", "label": label, "prompt": "p", "negative_prompt": "n",
                          "sampler": "euler", "steps": 20, "cfg": 7.0, "seed": len(rows), "lora": "models/lora/x",
-                         "base_model": "models/base", "path": path, "device": "cpu", "dtype": "float32"})
+                         "base_model": "models/base", "path": path, "device": "cpu", "dtype": "float32",
+                         "source": "models/lora", "source_file": "", "sha256": f"{len(rows):064x}"})
     return pd.DataFrame(rows, columns=METADATA_COLUMNS)
 
 
