@@ -3,7 +3,8 @@
 - FID and KID through torchmetrics, fed with precomputed features (a pass-through "extractor").
   FID needs a full-rank covariance: with fewer samples than about twice the dimension it is an
   artefact of the sample size, so then both sets are projected onto the real set's first
-  n/2 principal components, and the report says so. KID is seeded.
+  n/2 principal components, and the report says so. KID is seeded; its subsets (count, size, and
+  the size asked for where a small class forced a smaller one) are reported beside it.
 - Precision, recall, density and coverage (Naeem et al., 2020) with k-NN balls, computed in
   blocks (sklearn's pairwise_distances_chunked), so memory is bounded by the block, not n x m.
 """
@@ -43,20 +44,36 @@ def fid_space(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return pca.transform(real), pca.transform(fake), note
 
 
-def fid_kid(real: np.ndarray, fake: np.ndarray, seed: int = 0, kid_subset: int = 100, kid_subsets: int = 50) -> dict:
-    """FID (in `fid_space`) and seeded KID (full feature space) between two feature arrays."""
+def kid_settings(n_real: int, n_fake: int, subsets: int = 50, subset_size: int = 100) -> dict:
+    """The KID subsets actually drawn: `subset_size` images of each set per subset, unless a set is smaller
+    (then its size, at least 2), said in the output with the size asked for."""
+    used = max(min(subset_size, n_real, n_fake), 2)
+    out: dict = {"subsets": subsets, "subset_size": used}
+    if used < subset_size:
+        out["subset_size_reduced_from"] = subset_size
+        out["note"] = (f"audit.kid_subset_size={subset_size} asked for more images than the smaller set holds "
+                       f"({min(n_real, n_fake)} of {n_real} real, {n_fake} synthetic): each of the {subsets} "
+                       f"subsets drew {used} of each")
+    return out
+
+
+def fid_kid(real: np.ndarray, fake: np.ndarray, seed: int = 0, kid_subset_size: int = 100, kid_subsets: int = 50) -> dict:
+    """FID (in `fid_space`) and seeded KID (full feature space) between two feature arrays, with the KID
+    subsets used (`kid_settings`)."""
     r, f, note = fid_space(real, fake)
     fid = FrechetInceptionDistance(feature=PassThrough(r.shape[1]), reset_real_features=True)
     fid.update(torch.from_numpy(np.ascontiguousarray(r)), real=True)
     fid.update(torch.from_numpy(np.ascontiguousarray(f)), real=False)
-    kid = KernelInceptionDistance(feature=PassThrough(real.shape[1]), subsets=kid_subsets,
-                                  subset_size=max(min(kid_subset, len(real), len(fake)), 2))
+    settings = kid_settings(len(real), len(fake), kid_subsets, kid_subset_size)
+    kid = KernelInceptionDistance(feature=PassThrough(real.shape[1]), subsets=settings["subsets"],
+                                  subset_size=settings["subset_size"])
     kid.update(torch.from_numpy(np.ascontiguousarray(real)), real=True)
     kid.update(torch.from_numpy(np.ascontiguousarray(fake)), real=False)
     with torch.random.fork_rng(devices=[]):  # KID draws its subsets from torch's global RNG
         torch.manual_seed(seed)
         kid_mean, kid_std = kid.compute()
-    return {"fid": float(fid.compute()), "fid_space": note, "kid": float(kid_mean), "kid_std": float(kid_std)}
+    return {"fid": float(fid.compute()), "fid_space": note, "kid": float(kid_mean), "kid_std": float(kid_std),
+            "kid_settings": settings}
 
 
 def knn_radii(x: np.ndarray, k: int) -> np.ndarray:

@@ -18,6 +18,7 @@ import pandas as pd
 from dermsynth.audit.features import describe, embed, load_backbone
 from dermsynth.audit.fidelity import fid_kid, prdc
 from dermsynth.audit.memorization import flag_near_copies, heldout_threshold, nearest_real
+from dermsynth.audit.tstr import classification_accuracy_score
 from dermsynth.contracts import MEMORIZATION_COLUMNS
 from dermsynth.data.dedup import phash64
 from dermsynth.parallel import pmap
@@ -30,10 +31,11 @@ class AuditConfig:
     phash_max: int = 4  # ...or within this many perceptual-hash bits (the splits' duplicate rule)
     max_near_copy_rate: float = 0.05  # fail the stage when more synthetic images than this are near-copies
     knn_k: int = 5  # k of precision / recall / density / coverage (Naeem et al. use 5)
-    kid_subset: int = 100
+    kid_subsets: int = 50  # KID: this many random subsets...
+    kid_subset_size: int = 100  # ...of this many images of each set (fewer when a set is smaller: reported)
     near_copy_pairs: int = 12  # pairs drawn side by side in near_copies.png
     workers: int = 0
-    seed: int = 0  # KID subsets (data_seed; not a params.yaml key of the audit block)
+    seed: int = 0  # KID subsets and the TSTR classifier (data_seed; not a params.yaml key of the audit block)
 
 
 PARAM_KEYS = frozenset(f for f in AuditConfig.__dataclass_fields__ if f != "seed")  # audit.* keys the stage reads
@@ -62,11 +64,12 @@ class Timer:
 
 def fidelity_table(real_emb: np.ndarray, real_labels: np.ndarray, syn_emb: np.ndarray, syn_labels: np.ndarray,
                    cfg: AuditConfig) -> dict:
-    """FID, KID, precision/recall/density/coverage per class and over all classes."""
+    """FID, KID (with the subsets it drew), precision/recall/density/coverage per class and over all classes."""
     out = {}
     groups = [(lab, real_labels == lab, syn_labels == lab) for lab in sorted(set(syn_labels))]
     for name, r, s in groups + [("all", np.ones(len(real_emb), bool), np.ones(len(syn_emb), bool))]:
-        out[name] = {**fid_kid(real_emb[r], syn_emb[s], cfg.seed, cfg.kid_subset), **prdc(real_emb[r], syn_emb[s], cfg.knn_k),
+        out[name] = {**fid_kid(real_emb[r], syn_emb[s], cfg.seed, cfg.kid_subset_size, cfg.kid_subsets),
+                     **prdc(real_emb[r], syn_emb[s], cfg.knn_k),
                      "n_real": int(r.sum()), "n_synthetic": int(s.sum())}
     return out
 
@@ -97,7 +100,12 @@ def audit(manifest: pd.DataFrame, synthetic: pd.DataFrame, feature_dir: Path, cf
         mem["near_copy"] = flag_near_copies(nn, dist_max, cfg.phash_max)
     with timer.step("fidelity"):
         fidelity = fidelity_table(real_emb[train], manifest.label.to_numpy()[train], syn_emb, synthetic.label.to_numpy(), cfg)
+        classes = list(fidelity)
         fidelity["feature_space"] = describe(feature_dir)
+    with timer.step("classification accuracy score"):  # train on synthetic, test on the real test split
+        fidelity["classification_accuracy_score"] = cas = classification_accuracy_score(
+            real_emb, manifest.label.to_numpy(), manifest.split.to_numpy(), syn_emb, synthetic.label.to_numpy(),
+            cfg.seed)
     rate = float(mem.near_copy.mean()) if len(mem) else 0.0
     summary = {"near_copies": int(mem.near_copy.sum()), "near_copy_rate": round(rate, 5),
                "distance_threshold": round(dist_max, 4), "heldout_quantile": cfg.heldout_quantile,
@@ -107,8 +115,10 @@ def audit(manifest: pd.DataFrame, synthetic: pd.DataFrame, feature_dir: Path, cf
                "max_near_copy_rate": cfg.max_near_copy_rate, "real_images": int(len(manifest)),
                "synthetic_images": int(len(synthetic)),
                "fidelity": {k: {m: (round(v, 5) if isinstance(v, float) else v) for m, v in d.items()}
-                            for k, d in fidelity.items() if k != "feature_space"},
-               "feature_space": fidelity["feature_space"]}
+                            for k, d in fidelity.items() if k in classes},
+               "feature_space": fidelity["feature_space"],
+               "classification_accuracy_score": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in cas.items()
+                                                 if k not in ("method", "n_by_class")}}
     return {"embeddings": np.concatenate([real_emb, syn_emb]), "memorization": mem[MEMORIZATION_COLUMNS],
             "fidelity": fidelity, "summary": summary, "timer": timer}
 

@@ -56,12 +56,12 @@ def test_planted_near_copy_is_flagged_and_unrelated_is_not(prepared_session):
 def test_fid_kid_identical_vs_shifted_and_kid_seeded():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))  # same distribution
-    same = fid_kid(a, b, seed=1, kid_subset=50)
-    diff = fid_kid(a, b + 1.5, seed=1, kid_subset=50)
+    same = fid_kid(a, b, seed=1, kid_subset_size=50)
+    diff = fid_kid(a, b + 1.5, seed=1, kid_subset_size=50)
     assert diff["fid"] > 20 * max(same["fid"], 1e-6) and diff["kid"] > same["kid"] + 0.01
     assert abs(same["kid"]) < diff["kid"] / 10 and same["fid_space"] == "full 8-d feature space"
-    assert fid_kid(a, b + 1.5, seed=1, kid_subset=50) == diff  # seeded: the same numbers every run
-    assert fid_kid(a, b + 1.5, seed=2, kid_subset=50)["kid"] != diff["kid"]
+    assert fid_kid(a, b + 1.5, seed=1, kid_subset_size=50) == diff  # seeded: the same numbers every run
+    assert fid_kid(a, b + 1.5, seed=2, kid_subset_size=50)["kid"] != diff["kid"]
 
 
 def test_fid_falls_back_to_pca_when_samples_are_few_for_the_dimension():
@@ -69,7 +69,7 @@ def test_fid_falls_back_to_pca_when_samples_are_few_for_the_dimension():
     real, fake = rng.normal(size=(90, 192)), rng.normal(size=(300, 192))
     r, f, note = fid_space(real, fake)
     assert r.shape[1] == f.shape[1] == 45 and "PCA" in note and "n=90" in note
-    out = fid_kid(real, fake, kid_subset=50)
+    out = fid_kid(real, fake, kid_subset_size=50)
     assert np.isfinite(out["fid"]) and "45-d PCA" in out["fid_space"]
 
 
@@ -173,14 +173,24 @@ def test_audit_in_a_feature_space_trained_once_on_real_images(prepared_session, 
     conf = build_feature_model(m, tmp_path / "features", "resnet18", 32, epochs=1, seed=0, root=root)
     assert conf["kind"] == "trained_on_real" and "seconds" not in conf["summary"]
     syn = _synthetic_like(root, m)
-    res = audit(m, syn, tmp_path / "features", AuditConfig(knn_k=3, kid_subset=20), root=root)
+    res = audit(m, syn, tmp_path / "features", AuditConfig(knn_k=3, kid_subset_size=20), root=root)
     mem, s = res["memorization"], res["summary"]
     # the "synthetic" images are training images themselves: every one is a near-copy of itself
     assert mem.near_copy.all() and (mem.nn_real_image_id.to_numpy() == m[m.split == "train"].head(10).image_id.to_numpy()).all()
     assert s["near_copies"] == 10 and set(s["fidelity"]) >= {"all"} and "trained once" in s["feature_space"]
     assert res["embeddings"].shape[0] == len(m) + len(syn)
-    again = audit(m, syn, tmp_path / "features", AuditConfig(knn_k=3, kid_subset=20), root=root)["summary"]
+    again = audit(m, syn, tmp_path / "features", AuditConfig(knn_k=3, kid_subset_size=20), root=root)["summary"]
     assert again["fidelity"] == s["fidelity"]  # seeded KID: the same numbers from the same inputs
+    # KID with the settings it used: 10 synthetic images cannot fill subsets of 20
+    ks = res["fidelity"]["all"]["kid_settings"]
+    assert (ks["subsets"], ks["subset_size"], ks["subset_size_reduced_from"]) == (50, 10, 20) and "note" in ks
+    # train on synthetic, test on the real test split (the fixture's synthetic rows are real training images)
+    cas = res["fidelity"]["classification_accuracy_score"]
+    assert (cas["n_synthetic_train"], cas["n_real_train"], cas["n_real_test"]) == (
+        10, int((m.split == "train").sum()), int((m.split == "test").sum()))
+    assert set(cas) >= {"tstr_auc", "tstr_balanced_accuracy", "trtr_auc", "trtr_balanced_accuracy"}
+    assert (cas["tstr_auc"] is None) == ("tstr_reason" in cas) and s["classification_accuracy_score"]["n_real_test"] > 0
+    assert set(s["fidelity"]) == set(syn.label) | {"all"}  # the summary's fidelity: classes only
     fig = near_copy_sheet(mem, m, syn, 4, root)
     fig.savefig(tmp_path / "pairs.png")
     assert (tmp_path / "pairs.png").stat().st_size > 3000
