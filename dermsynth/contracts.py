@@ -10,9 +10,10 @@ ATTRIBUTES = ("sex", "age_band", "site", "skin_tone")
 QUARANTINE_COLUMNS = ["source", "image_id", "reason", "file", "detail"]
 # reports/duplicates.csv: the same image republished in another archive, and the copy kept
 DUPLICATES_COLUMNS = ["source", "image_id", "kept_source", "kept_id", "kind"]
-# data/interim/manifest.csv
+# data/interim/manifest.csv; the last three as the ISIC Archive records them (isic_archive), empty for the
+# other sources: the skin type, and the licence and attribution that bind what is derived from the image
 MANIFEST_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "file", "width", "height", "diagnosis",
-                    "sex", "age_band", "site", "also_in"]
+                    "sex", "age_band", "site", "also_in", "fitzpatrick_skin_type", "copyright_license", "attribution"]
 # data/prepared/manifest.csv: the contract's first nine columns, then the rest
 PREPARED_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "split", "path", "width", "height"]
 PREPARED_EXTRA_COLUMNS = ["diagnosis", "also_in", "phash", "duplicate_cluster", "group", "sex", "age_band", "site", "ita",
@@ -24,9 +25,17 @@ FILTER_COLUMNS = ["image_id", "label", "blank", "near_copy", "knn_ratio", "label
 # reports/audit/skin_tone.csv: skin tone of real training and synthetic images, measured alike on the
 # lesion-centred images (outside the lesion's box)
 SKIN_TONE_COLUMNS = ["image_id", "origin", "label", "ita", "skin_tone"]
-# data/synthetic/metadata.csv: one row per generated image, everything needed to regenerate it
+# data/synthetic/metadata.csv: one row per synthetic image, everything needed to regenerate it; then where it came
+# from: `source` (generate.source: models/lora, or the released set it was imported from), `source_file` (the
+# imported file, relative to the set's folder or CSV; empty for generated images) and `sha256` (of the original
+# file's bytes: the generated PNG, or the released file before it was resized). An imported image leaves what its
+# release does not say empty (sampler, steps, cfg, seed, lora, base_model, device, dtype; prompt too without a CSV)
 METADATA_COLUMNS = ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora",
-                    "base_model", "path", "device", "dtype"]
+                    "base_model", "path", "device", "dtype", "source", "source_file", "sha256"]
+# the columns an imported image may leave empty (and a generated one fills, but for negative_prompt and source_file)
+METADATA_UNKNOWN_WHEN_IMPORTED = ["prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora", "base_model",
+                                  "device", "dtype"]
+# reports/generate/quarantine.csv uses QUARANTINE_COLUMNS: files of a released set left out, each with the reason
 # data/synthetic/reseeds.csv: renders that came out NaN or black and the seeds tried after them
 RESEED_COLUMNS = ["image_id", "label", "first_seed", "seed", "attempts", "reason", "recovered"]
 # reports/quality/synthetic_images.csv: what the synthetic gate measured on every generated file (the

@@ -18,9 +18,11 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, 
                       ValidationInfo, model_validator)
 from pydantic_core import PydanticCustomError
 
+from dermsynth.data.isic_vocab import IMAGE_TYPES
 from dermsynth.errors import UserError
+from dermsynth.synthetic_source import LORA_SOURCE, is_lora_source, source_problems
 
-SOURCES = ("ham10000", "isic2019", "isic2020", "isic2024")
+SOURCES = ("ham10000", "isic2019", "isic2020", "isic2024", "isic_archive")
 CLASSES = ("benign", "malignant")
 SAMPLER_NAMES = ("euler", "euler_a", "plms")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -95,18 +97,43 @@ class Paths(Block):
 
 class Ingest(Block):
     min_size: PosInt = Field(64, description="raw images with a shorter side are quarantined as too small")
-    max_quarantine_fraction: Fraction = 0.25
+    max_quarantine_fraction: Fraction = Field(
+        0.25, description="fail the stage when more of the raw items than this are quarantined as broken; items "
+                          "set aside by choice (indeterminate, altered, image_types, downloaded again) do not count")
     workers: Workers = 0
-    source_priority: list[Literal[SOURCES]] = Field(list(SOURCES), min_length=1)
+    source_priority: list[Literal[SOURCES]] = Field(
+        list(SOURCES), min_length=1,
+        description="an image several archives publish (same ISIC id, a listed duplicate, identical bytes) is kept "
+                    "once, from the first of these; the challenge releases come before isic_archive so that their "
+                    "copy and label stay the ones kept (the kept row takes the archive's licence and skin type)")
     max_image_bytes: PosInt = Field(
         67108864, description="raw image files (and hdf5 entries, by the size they declare) larger than this many "
                               "bytes are quarantined as too large without being read (64 MiB)")
     max_pixels: PosInt = Field(
         100_000_000, description="raw images whose header declares more pixels than this are quarantined as too "
                                  "large without being decoded (decompression bombs)")
+    indeterminate: Literal["quarantine", "benign", "malignant"] = Field(
+        "quarantine", description="ISIC Archive images whose diagnosis_1 is Indeterminate (actinic keratosis, AIMP, "
+                                  "atypical Spitz tumour, MELTUMP, ...; legacy benign_malignant indeterminate*): "
+                                  "quarantined as 'indeterminate diagnosis', or labelled benign or malignant. The "
+                                  "other readers count HAM10000 akiec and ISIC 2019 AK as malignant: 'malignant' "
+                                  "matches them, 'benign' makes a republished AK image a label conflict")
+    altered: Literal["keep", "quarantine"] = Field(
+        "quarantine", description="ISIC Archive images whose image_manipulation is altered (edited after capture): "
+                                  "quarantined as 'altered image in archive' by default, because the edit is not "
+                                  "what a dermoscope records, altered images differ in malignancy rate (a shortcut "
+                                  "a classifier learns) and a LoRA would learn to draw the edits; 'keep' for a "
+                                  "collection altered throughout. Synthetic images are always quarantined")
+    image_types: list[Literal[IMAGE_TYPES]] = Field(
+        ["dermoscopic"], min_length=1,
+        description="ISIC Archive image_type values used; any other type is quarantined as \"image type '<type>'\" "
+                    "(clinical photographs, TBP tiles and RCM are other modalities than the dermoscopy this "
+                    "pipeline models); an image with no image_type recorded is kept")
 
     @model_validator(mode="after")
     def _unique(self):
+        if len(set(self.image_types)) != len(self.image_types):
+            raise ValueError("image_types: names a type twice")
         if len(set(self.source_priority)) != len(self.source_priority):
             raise ValueError("source_priority: names a source twice")
         return self
@@ -222,7 +249,15 @@ class Lora(Block):
 
 
 class Generate(Block):
-    n_per_class: PosInt = 3000
+    source: Str = Field(
+        LORA_SOURCE, description="models/lora = sample the LoRAs this pipeline trains; anything else imports a "
+                                 "released synthetic set instead: a folder with one subfolder per class (benign/, "
+                                 "malignant/) or a CSV file of path,label[,prompt,seed,...] rows (paths relative to "
+                                 "the CSV's folder). A path inside the repository (the set may be a link to another "
+                                 "disk), so dvc.lock and metadata.csv name the same place on every clone and "
+                                 "`dvc add` can version it; absolute paths are refused")
+    n_per_class: Count = Field(3000, description="images per class; for an imported set, that many drawn per class "
+                                                 "(seeded by data_seed) or 0 = every image it holds")
     classes: list[Literal[CLASSES]] = Field(list(CLASSES), min_length=1)
     samplers: list[Literal[SAMPLER_NAMES]] = Field(list(SAMPLER_NAMES), min_length=1)
     steps_min: PosInt = 20
@@ -231,7 +266,8 @@ class Generate(Block):
     prompt: Str = "a dermoscopic image of sks {label} lesion"
     negative_prompt: Str = ""
     batch_size: PosInt = 160
-    threads: Count = 2
+    threads: Count = Field(2, description="CPU threads of the sampler; for an imported set, the processes decoding "
+                                          "it (0 = all cores)")
     dtype: Literal["auto", "fp16", "bf16", "fp32", "float16", "bfloat16", "float32"] = "auto"
     channels_last: Bool = True
     compile: Bool = False
@@ -243,6 +279,9 @@ class Generate(Block):
     def _steps(self):
         if self.steps_min > self.steps_max:
             raise ValueError(f"steps_min: larger than steps_max ({self.steps_min} > {self.steps_max})")
+        if self.n_per_class == 0 and is_lora_source(self.source):
+            raise ValueError(f"n_per_class: 0 imports every image of a released set, but generate.source is "
+                             f"{LORA_SOURCE} (the LoRAs make a number of images: give one > 0)")
         return self
 
 
@@ -318,10 +357,22 @@ class Audit(Block):
     phash_max: Annotated[int, Field(ge=0, le=64)] = 4
     max_near_copy_rate: Fraction = 0.05
     knn_k: PosInt = 5
-    kid_subset: PosInt = 100
+    kid_subsets: PosInt = Field(50, description="KID: random subsets drawn (seeded by data_seed); the mean and "
+                                                "standard deviation of KID over them are reported")
+    kid_subset_size: Annotated[int, Field(ge=2)] = Field(
+        100, description="KID: images of each set (real, synthetic) per subset; a class with fewer images uses "
+                         "its size, and fidelity.json says so (subset_size_reduced_from)")
     near_copy_pairs: Count = 12
     visualization: Literal["pca", "tsne"] = "pca"
     workers: Workers = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "kid_subset" in data:  # the one KID key before kid_subsets was a parameter
+            raise ValueError(f"kid_subset: renamed kid_subset_size (images per KID subset; kid_subsets is how many "
+                             f"subsets) (got {shown(data['kid_subset'])})")
+        return data
 
 
 
@@ -346,6 +397,18 @@ class Params(Block):
     evaluate: Evaluate = Evaluate()
     audit: Audit = Audit()
     filter: FilterParams = FilterParams()
+
+    @model_validator(mode="after")
+    def _generate_source(self, info: ValidationInfo):
+        from dermsynth.files import find_root
+
+        if info.context is None or is_lora_source(self.generate.source):
+            return self  # the LoRAs are train_lora's outputs: they need not exist before DVC makes them
+        problems = source_problems(self.generate.source, self.generate.classes,
+                                   info.context.get("root") or find_root(), self.paths.model_dump())
+        if problems:
+            raise ValueError("\n".join(f"generate.source: {p}" for p in problems))
+        return self
 
 
 def shown(value: Any) -> str:

@@ -43,7 +43,7 @@ def test_every_block_builds_its_config():
         from_block(PretrainConfig, p["base_model"]["pretrain"])
         lora = {k: v for k, v in p["lora"].items() if k != "threads"}
         from_block(LoraTrainConfig, lora)
-        from_block(GenerateConfig, {k: v for k, v in p["generate"].items() if k != "processes"})
+        from_block(GenerateConfig, {k: v for k, v in p["generate"].items() if k not in ("processes", "source")})
         t = {k: v for k, v in p["train"].items() if k not in ("models", "mixing", "overrides", "img_size", "real_fraction", "processes")}
         from_block(TrainConfig, t)
         from_block(MixConfig, {**p["train"]["mixing"], "real_fraction": p["train"]["real_fraction"]})

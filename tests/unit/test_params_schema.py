@@ -73,7 +73,8 @@ BAD = [
      "train.overrides.mobilenetv2_100.lr: Input should be a valid number, unable to parse string as a number "
      "(got 'fast')"),
     ({"ingest.source_priority": ["ham10000", "isic2026"]},
-     "ingest.source_priority.1: must be 'ham10000', 'isic2019', 'isic2020' or 'isic2024' (got 'isic2026')"),
+     "ingest.source_priority.1: must be 'ham10000', 'isic2019', 'isic2020', 'isic2024' or 'isic_archive' (got "
+     "'isic2026')"),
     ({"evaluate.gradcam_images": 0}, "evaluate.gradcam_images: Input should be greater than 0 (got 0)"),
     ({"filter.policy": "best"},
      "filter.policy: must be 'none', 'flagged', 'realism', 'label' or 'combined' (got 'best')"),
