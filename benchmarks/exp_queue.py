@@ -1,7 +1,7 @@
 """Queued experiments against workspace runs, side by side in one fresh copy of the repository.
 
     python benchmarks/exp_queue.py                 # 4 ratio experiments per phase
-    python benchmarks/exp_queue.py --epochs 4 --experiments 2 --skip-copy   # the README's figures
+    python benchmarks/exp_queue.py --epochs 4 --experiments 2 --skip-copy   # the figures in docs/performance.md
 
 The copy starts from this repository's outputs (its DVC cache, read through `cache.dir`; nothing in it
 is changed, experiments only add objects), so no full `dvc repro` is needed first. Then, for N
@@ -88,7 +88,7 @@ def main() -> None:
         sh(["git", "checkout", "params.yaml"], work)
     times["workspace"] = time.perf_counter() - t0
     # copy: DVC's default link type, every queued clone copies every output; link: hard links (the
-    # README's `dvc config --local cache.type reflink,hardlink,copy`)
+    # docs/scale_out.md's `dvc config --local cache.type reflink,hardlink,copy`)
     phases = [(1, "copy"), (1, "link"), (2, "link")][1 if args.skip_copy else 0:]
     for phase, (jobs, links) in enumerate(phases, start=1):
         sh(["dvc", "config", "--local", "cache.type", "copy" if links == "copy" else "reflink,hardlink,copy"], work)
