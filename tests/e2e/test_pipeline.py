@@ -1,4 +1,5 @@
 """`dvc repro` and `dvc exp run -S ratio=...` on the embedded demo, in a fresh copy of the repository."""
+import hashlib
 import json
 import re
 import shutil
@@ -43,7 +44,10 @@ def test_repro_builds_diffusion_outputs_plain_diffusers_can_load(clone, repro):
     meta = pd.read_csv(clone / "data/synthetic/metadata.csv", keep_default_na=False)
     n = CI_PARAMS[("generate", "n_per_class")]
     assert list(meta.columns) == ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed",
-                                  "lora", "base_model", "path", "device", "dtype"]
+                                  "lora", "base_model", "path", "device", "dtype", "source", "source_file", "sha256"]
+    assert set(meta.source) == {"models/lora"} and set(meta.source_file) == {""}  # generated, not imported
+    first = meta.iloc[0]
+    assert first.sha256 == hashlib.sha256((clone / first.path).read_bytes()).hexdigest()  # the file's own hash
     assert set(meta.device) == {"cpu"} and set(meta.dtype) == {"float32"}
     assert (meta.groupby("label").size() == n).all() and meta.seed.is_unique
     assert set(meta.sampler) == {"euler", "euler_a", "plms"} and meta.steps.between(20, 26).all()
