@@ -64,12 +64,15 @@ class Record:
     site: str = "unknown"
     # as the ISIC Archive records them (isic_archive; copied from it onto a republished copy), else empty
     fitzpatrick_skin_type: str = ""
+    # MILK10k's own skin tone scale (0 very dark .. 5 very light, not Fitzpatrick); external test sets only
+    skin_tone_class: str = ""
     copyright_license: str = ""
     attribution: str = ""
 
 
 # Record fields a reader's `extra` dict may set beyond the ids, the label and the diagnosis
-EXTRA_FIELDS = ("sex", "age_band", "site", "fitzpatrick_skin_type", "copyright_license", "attribution")
+EXTRA_FIELDS = ("sex", "age_band", "site", "fitzpatrick_skin_type", "skin_tone_class", "copyright_license",
+                "attribution")
 
 
 @dataclass

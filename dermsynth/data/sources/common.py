@@ -42,6 +42,18 @@ def read_table(path: Path, required: list[str]) -> tuple[pd.DataFrame, int]:
     return (df[~empty].reset_index(drop=True) if empty.any() else df), int(empty.sum())
 
 
+def header(path: Path | None) -> list[str]:
+    """The column names of a CSV, from its header alone (not the million rows below it); [] when there is
+    no file or it cannot be parsed: for recognising a layout, which must not fail on a stray file."""
+    if path is None:
+        return []
+    try:
+        return [str(c).strip() for c in pd.read_csv(path, nrows=0, encoding="utf-8-sig",
+                                                     encoding_errors="replace").columns]
+    except Exception:  # pandas raises many types for a broken or binary file
+        return []
+
+
 def find_file(folder: Path, names: list[str]) -> Path | None:
     """The first of `names` present directly in `folder` or one level down (zips often nest)."""
     for name in names:

@@ -33,7 +33,7 @@ from dermsynth.data.records import (ALTERED, CONFLICTING, DOWNLOADED_AGAIN, IMAG
                                     SYNTHETIC, UNKNOWN_LABEL, UNSAFE_PATH, ImageIndex, IngestError, Quarantined,
                                     Record, SourceResult, _same_bytes, clean, index_images, outside_link,
                                     resolve_rows)
-from dermsynth.data.sources.common import read_table
+from dermsynth.data.sources.common import header, read_table
 from dermsynth.data.subgroups import age_band, harmonise_sex, harmonise_site
 
 NAME = "isic_archive"
@@ -61,16 +61,6 @@ class ArchivePolicy:
         return cls.from_params(Ingest().model_dump())
 
 
-def _header(path: Path) -> list[str]:
-    """The column names of a CSV's first line (not the million rows below it); [] when unreadable."""
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
-            line = fh.readline(1 << 16)
-    except OSError:
-        return []
-    return [c.strip().strip('"') for c in line.strip().split(",")]
-
-
 def downloads(folder: Path) -> list[Path]:
     """Every folder at or below `folder` holding an ISIC Archive metadata.csv (its header names isic_id),
     in path order: for an image downloaded twice, the first is the one used. A metadata.csv that links
@@ -79,7 +69,7 @@ def downloads(folder: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(folder):  # links to folders are not descended (index_images)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         meta = Path(dirpath) / METADATA
-        if METADATA in filenames and (outside_link(folder, meta) or "isic_id" in _header(meta)):
+        if METADATA in filenames and (outside_link(folder, meta) or "isic_id" in header(meta)):
             found.append(Path(dirpath))
     return sorted(found)
 
