@@ -8,7 +8,8 @@ import pandas as pd
 
 from dermsynth.classify.metrics import METRICS
 from dermsynth.classify.models import model_slug
-from dermsynth.results import flags, interval_cell
+from dermsynth.contracts import ATTRIBUTES, EXTERNAL_ATTRIBUTES
+from dermsynth.results import flags, interval_cell, testsets
 
 
 def _fmt(v) -> str:
@@ -27,7 +28,9 @@ def model_card(params: dict, models: list[str], reports: Path, classifiers: Path
              "stage from params.yaml, the training-set counts and the test metrics; do not edit by hand.", "",
              "## Intended use", "",
              "Research on the value of synthetic data for skin-lesion classification. **Not a medical device**; not",
-             "validated for diagnosis. Test sets come from the same archives as the training data.", "",
+             "validated for diagnosis. The ISIC and HAM10000 test sets come from the same archives as the training",
+             "data" + (f"; the external test sets ({', '.join(params['evaluate']['external'])}) from others, never "
+                       "trained on." if params["evaluate"]["external"] else "."), "",
              "## Training", "",
              f"- synthetic fraction `ratio` = {params['ratio']} (mixing mode `{params['train']['mixing']['mode']}`, "
              f"synthetic class mix `{params['train']['mixing'].get('synthetic_class_mix', 'balanced')}`, real fraction "
@@ -51,9 +54,7 @@ def model_card(params: dict, models: list[str], reports: Path, classifiers: Path
     lines += _degenerate_lines(models, reports, classifiers)
     for m in models:
         met = json.loads((reports / "metrics" / f"{model_slug(m)}.json").read_text())
-        for ts in ("isic", "ham10000"):
-            if f"{ts}_auc" not in met:
-                continue
+        for ts in testsets(met):
             # an interval of zero width is named as such (dermsynth.results), not printed as [1.00, 1.00]
             cells = " | ".join(interval_cell(met[f"{ts}_{k}"], met[f"{ts}_{k}_ci95"]) for k in METRICS)
             lines.append(f"**{m} on {ts}** (n = {met[f'{ts}_n']})  \n| " + " | ".join(METRICS) + " |\n|" + "---|" * len(METRICS)
@@ -144,10 +145,10 @@ def _subgroup_lines(models: list[str], reports: Path) -> list[str]:
     lines = ["## Patient groups (AUROC: worst group, gap to the best; groups with 5+ images of each class)", ""]
     for m in models:
         met = json.loads((reports / "metrics" / f"{model_slug(m)}.json").read_text())
-        for ts in ("isic", "ham10000"):
+        for ts in testsets(met):
             cells = [f"{a}: {met[f'{ts}_auc_worst_{a}']:.3f}" + (f" (gap {met[f'{ts}_auc_gap_{a}']:.3f})"
                                                                    if f"{ts}_auc_gap_{a}" in met else "")
-                     for a in ("sex", "age_band", "site", "skin_tone") if f"{ts}_auc_worst_{a}" in met]
+                     for a in ATTRIBUTES + EXTERNAL_ATTRIBUTES if f"{ts}_auc_worst_{a}" in met]
             if cells:
                 lines.append(f"- {m} on {ts}: " + "; ".join(cells))
     return lines + [f"\nPer group, with counts and intervals: `{reports}/metrics/<model>_subgroups.csv`.", ""]

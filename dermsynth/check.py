@@ -75,6 +75,36 @@ def _raw(params: dict[str, Any], rep: Report) -> int:
     return total
 
 
+def _external(params: dict[str, Any], rep: Report) -> None:
+    """Each external test set: its folder, the layout its files say, the rows it holds (metadata only)."""
+    from dermsynth.data.sources import external
+    from dermsynth.data.sources.isic_archive import ArchivePolicy
+    from dermsynth.data.testsets import external_root
+
+    root = external_root(params["paths"]["raw"])
+    if not Path(params["paths"]["raw"]).is_dir():
+        return  # said once, for paths.raw
+    for name, s in params["evaluate"]["external"].items():
+        folder, key = root / s["path"], f"evaluate.external.{name}"
+        if not folder.is_dir():
+            rep.problems.append(f"{key}: {folder} does not exist (put the {s['layout']} download there, then "
+                                "`dvc commit data.dvc`)")
+            continue
+        if (seen := external.detect(folder)) != s["layout"]:
+            rep.problems.append(f"{key}: {folder} does not look like layout {s['layout']!r} ("
+                                + (f"its files are those of {seen!r})" if seen else "no metadata file of any layout)"))
+            continue
+        try:
+            res = external.read(s["layout"], folder, root, name, ArchivePolicy.from_params(params["ingest"]))
+        except UserError as e:
+            rep.problems.append(f"{key}: {e}")
+            continue
+        labels = {lab: sum(r.label == lab for r in res.records) for lab in ("benign", "malignant")}
+        rep.rows.append((f"external {name}", f"{folder}: {s['layout']}, {len(res.records)} images "
+                         f"({labels['benign']} benign, {labels['malignant']} malignant)"
+                         + (f", +{len(res.quarantined)} unusable rows" if res.quarantined else "")))
+
+
 def _diffusers_dir(d: Path, key: str, rep: Report, weights: bool) -> None:
     """A diffusers SD directory: model_index.json, each component's config, the tokenizer files."""
     if not (d / "model_index.json").is_file():
@@ -172,6 +202,7 @@ def check(params_file: str | Path = "params.yaml") -> Report:
     except ParamsError as e:
         rep.problems += e.lines
     images = _raw(params, rep)
+    _external(params, rep)
     _base_model(params, rep)
     _weights(params, rep)
     need = disk_needed(params, images)

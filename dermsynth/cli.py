@@ -240,6 +240,11 @@ def _mlflow(args: argparse.Namespace) -> None:
 def _check(args: argparse.Namespace) -> None:
     from dermsynth.check import check
 
+    if args.explain is not None:  # the schema's word on a key: nothing is read or checked
+        from dermsynth.params import explain
+
+        print(explain(args.explain))
+        return
     rep = check(args.params)
     print(f"dermsynth check {args.params}\n{rep.table()}")
     if rep.problems:
@@ -257,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="validate a params file and what it names (data, models, weights, disk)")
     p.add_argument("params", nargs="?", type=typed_path, default=Path("params.yaml"))
+    p.add_argument("--explain", metavar="KEY", help="print a key's type, range, default and meaning from the schema "
+                                                    "(e.g. lora.rank; a block such as lora lists its keys; '' = all)")
     p.set_defaults(fn=_check)
     p = sub.add_parser("demo-data", help="write the procedural demo set in HAM10000/ISIC layouts")
     p.add_argument("--out", type=typed_path, default=Path("data/raw"))

@@ -18,7 +18,13 @@ MANIFEST_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "f
 PREPARED_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "split", "path", "width", "height"]
 PREPARED_EXTRA_COLUMNS = ["diagnosis", "also_in", "phash", "duplicate_cluster", "group", "sex", "age_band", "site", "ita",
                           "skin_tone", "centring", "lesion_confidence", "crop_px", "upscale", "rim_filled"]
-# reports/metrics/<model>_subgroups.csv
+# data/testsets/<name>/manifest.csv: an external test set (evaluate.external), preprocessed like the prepared set
+# (its columns; split `external`, source the set's name), then the skin type its archive reports: Fitzpatrick
+# (`I`..`VI`, or DDI's groups `I-II`, `III-IV`, `V-VI`) and MILK10k's own tone classes (0 very dark .. 5 very
+# light, not Fitzpatrick), each a subgroup attribute of its own; empty where the archive says nothing
+EXTERNAL_ATTRIBUTES = ("fitzpatrick_skin_type", "skin_tone_class")
+EXTERNAL_COLUMNS = PREPARED_COLUMNS + PREPARED_EXTRA_COLUMNS + list(EXTERNAL_ATTRIBUTES)
+# reports/metrics/<model>_subgroups.csv (the external test sets' rows too, by their names)
 SUBGROUP_METRIC_COLUMNS = ["testset", "attribute", "group", "n", "n_malignant", "metric", "value", "ci_low", "ci_high"]
 # data/filter/scores.csv: one row per synthetic image, `kept` says whether the classifiers may draw it
 FILTER_COLUMNS = ["image_id", "label", "blank", "near_copy", "knn_ratio", "label_prob", "score", "kept", "reason"]
@@ -45,6 +51,8 @@ SYNTHETIC_IMAGE_COLUMNS = ["path", "label", "decodes", "width", "height", "pixel
 MIX_COLUMNS = ["image_id", "path", "label", "origin"]
 # reports/predictions/<model>.csv: the first columns; the test rows keep their image ids
 PREDICTION_COLUMNS = ["image_id", "testset", "label", "score", "pred"]
+# reports/predictions/<model>.csv holds the ISIC and HAM10000 test sets; <model>_external.csv, in the same
+# columns, the external test sets (testset: the set's name)
 # reports/audit/memorization.csv: each synthetic image's nearest real training image
 MEMORIZATION_COLUMNS = ["image_id", "label", "sampler", "nn_real_image_id", "nn_distance", "nn_phash_real_image_id",
                         "phash_distance", "near_copy"]

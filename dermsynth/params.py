@@ -23,6 +23,9 @@ from dermsynth.errors import UserError
 from dermsynth.synthetic_source import LORA_SOURCE, is_lora_source, source_problems
 
 SOURCES = ("ham10000", "isic2019", "isic2020", "isic2024", "isic_archive")
+# layouts of external test sets (dermsynth.data.sources.external reads each), below <paths.raw>/external/
+EXTERNAL_LAYOUTS = ("ddi", "pad_ufes_20", "fitzpatrick17k", "milk10k", "csv")
+INTERNAL_TESTSETS = ("isic", "ham10000")  # the prepared set's own test sets (dermsynth.classify.evaluate)
 CLASSES = ("benign", "malignant")
 SAMPLER_NAMES = ("euler", "euler_a", "plms")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -80,6 +83,7 @@ class Paths(Block):
     reports: Str = "reports"
     synthetic: Str = "data/synthetic"
     filter: Str = Field("data/filter", description="the synthetic images' filter scores and which are kept")
+    testsets: Str = Field("data/testsets", description="the external test sets, preprocessed (evaluate.external)")
     work: Str = Field(".work", description="resumable in-progress state (LoRA checkpoints, generated chunks)")
 
     @model_validator(mode="after")
@@ -220,32 +224,45 @@ class BaseModelParams(Block):
 
 
 class Lora(Block):
-    instance_prompt: Str = "a dermoscopic image of sks {label} lesion"
-    class_prompt: Str = "a dermoscopic image of a skin lesion"
-    prior_preservation: Bool = False
-    prior_loss_weight: NonNeg = 1.0
-    num_class_images: PosInt = 32
-    rank: PosInt = 8
-    alpha: PosInt = 16
-    target_modules: list[Str] = Field(["to_q", "to_k", "to_v", "to_out.0"], min_length=1)
-    train_text_encoder: Bool = False
-    text_encoder_target_modules: list[Str] = Field(["q_proj", "k_proj", "v_proj", "out_proj"], min_length=1)
-    learning_rate: Positive = 0.001
-    lr_scheduler: Literal[SCHEDULERS] = "constant_with_warmup"
-    lr_warmup_steps: Count = 20
-    adam_weight_decay: NonNeg = 0.01
-    max_grad_norm: Positive = 1.0
-    epochs: PosInt = 120
-    max_steps: Count = Field(400, description="> 0 overrides epochs")
-    batch_size: PosInt = 16
-    gradient_accumulation_steps: PosInt = 1
-    gradient_checkpointing: Bool = False
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
-    checkpoint_every: PosInt = 100
-    keep_checkpoints: PosInt = 2
-    flip_augment: Bool = True
-    validation_images: Count = 8
-    threads: Count = 2
+    """DreamBooth + LoRA fine-tuning of the base model, one adapter per class (diffusers + peft)."""
+
+    instance_prompt: Str = Field("a dermoscopic image of sks {label} lesion",
+                                 description="caption of every training image; {label} becomes the class, 'sks' "
+                                             "is DreamBooth's rare token")
+    class_prompt: Str = Field("a dermoscopic image of a skin lesion",
+                              description="prompt of the prior-preservation images (prior_preservation)")
+    prior_preservation: Bool = Field(False, description="DreamBooth's prior-preservation loss on images the base "
+                                                        "model renders from class_prompt")
+    prior_loss_weight: NonNeg = Field(1.0, description="weight of the prior-preservation loss")
+    num_class_images: PosInt = Field(32, description="prior-preservation images rendered per class")
+    rank: PosInt = Field(8, description="LoRA rank r: the adapters' inner dimension (more = more capacity, larger "
+                                        "files)")
+    alpha: PosInt = Field(16, description="LoRA alpha: the update is scaled by alpha / rank (the adapter metadata "
+                                          "records it)")
+    target_modules: list[Str] = Field(["to_q", "to_k", "to_v", "to_out.0"], min_length=1,
+                                      description="UNet attention projections that get adapters")
+    train_text_encoder: Bool = Field(False, description="also train adapters on the CLIP text encoder")
+    text_encoder_target_modules: list[Str] = Field(["q_proj", "k_proj", "v_proj", "out_proj"], min_length=1,
+                                                   description="text-encoder projections that get adapters")
+    learning_rate: Positive = Field(0.001, description="AdamW learning rate (tiny demo model; paper: 1e-4)")
+    lr_scheduler: Literal[SCHEDULERS] = Field("constant_with_warmup",
+                                              description="diffusers' learning-rate schedule")
+    lr_warmup_steps: Count = Field(20, description="steps of linear warm-up")
+    adam_weight_decay: NonNeg = Field(0.01, description="AdamW weight decay")
+    max_grad_norm: Positive = Field(1.0, description="gradient clipping norm")
+    epochs: PosInt = Field(120, description="passes over a class's training images (the paper's 120)")
+    max_steps: Count = Field(400, description="> 0 overrides epochs (the demo); 0 = use epochs (paper)")
+    batch_size: PosInt = Field(16, description="images per step (paper: 2)")
+    gradient_accumulation_steps: PosInt = Field(1, description="steps whose gradients are summed before an update")
+    gradient_checkpointing: Bool = Field(False, description="recompute activations to save memory (slower)")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto = fp16 on CUDA, fp32 on CPU; the LoRA weights stay fp32")
+    checkpoint_every: PosInt = Field(100, description="steps between resumable checkpoints (.work/lora/)")
+    keep_checkpoints: PosInt = Field(2, description="checkpoints kept; older ones are deleted")
+    flip_augment: Bool = Field(True, description="train on horizontal and vertical flips too")
+    validation_images: Count = Field(8, description="sample images rendered after training "
+                                                    "(reports/lora/<class>/samples.png)")
+    threads: Count = Field(2, description="CPU threads for torch on CPU")
 
 
 class Generate(Block):
@@ -343,9 +360,39 @@ class Train(ModelTrain):
         return self
 
 
+def _external_folder(path: str) -> str:
+    parts = Path(path).parts
+    if not path or Path(path).is_absolute() or ".." in parts or any(p.startswith(".") for p in parts):
+        raise PydanticCustomError("external_folder", "a folder below <paths.raw>/external/ (no '..', not absolute)")
+    return path
+
+
+class ExternalSet(Block):
+    """An external test set: read in its native layout, preprocessed like the training data, never split,
+    trained on or shown to the generator; every classifier is evaluated on it."""
+
+    layout: Literal[EXTERNAL_LAYOUTS] = Field(description="the layout it was downloaded in (docs/external_test_sets.md)")
+    path: Annotated[StrictStr, AfterValidator(_external_folder)] = Field(
+        description="its folder below <paths.raw>/external/, so that data.dvc versions it with the raw data "
+                    "and ingest never trains on it")
+
+
+# a test set's name prefixes its metrics (`<name>_auc`): a plain identifier, not one of the internal sets'
+ExternalName = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
 class Evaluate(Block):
     bootstrap: Count = Field(1000, description="resamples for the 95% confidence intervals")
     gradcam_images: PosInt = Field(8, description="per model: a quarter per (test set, class), at least one each")
+    external: dict[ExternalName, ExternalSet] = Field(
+        default_factory=lambda: {"demo_ddi": ExternalSet(layout="ddi", path="demo_ddi")},
+        description="external test sets by name: {name: {layout, path}}; metrics <name>_<metric>; {} = none")
+
+    @model_validator(mode="after")
+    def _names(self):
+        if clash := sorted(set(self.external) & set(INTERNAL_TESTSETS)):
+            raise ValueError(f"external: {clash} name the prepared set's own test sets; choose other names")
+        return self
 
 
 class Audit(Block):
@@ -485,3 +532,54 @@ def check_model_names(params: dict[str, Any]) -> None:
         raise ParamsError([f"{k}: timm has no model {m!r}" + (
             f"; did you mean {difflib.get_close_matches(m, timm.list_models(), n=1)[0]!r}?"
             if difflib.get_close_matches(m, timm.list_models(), n=1) else "") for k, m in bad])
+
+
+_BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+
+
+def _kind(s: dict, defs: dict) -> str:
+    """A JSON-schema node in words: its type, allowed values or pattern, and bounds."""
+    s = defs[s["$ref"].split("/")[-1]] if "$ref" in s else s
+    if "enum" in s or "const" in s:
+        return "one of " + ", ".join(map(repr, s.get("enum", [s.get("const")])))
+    if "anyOf" in s:
+        return " or ".join(_kind(x, defs) for x in s["anyOf"])
+    kind = {"integer": "integer", "number": "number", "string": "string", "boolean": "true/false",
+            "array": "list", "object": "mapping"}.get(s.get("type"), s.get("title", "value"))
+    if s.get("type") == "array" and "items" in s:
+        kind = f"list of {_kind(s['items'], defs)}"
+    if "pattern" in s:
+        kind += f" matching {s['pattern']}"
+    bounds = [f"{op} {s[k]}" for k, op in _BOUNDS if k in s]
+    return kind + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def explain(key: str) -> str:
+    """What the schema says of a dotted params key: its type and range, default and meaning (from the field's
+    description); a block lists its keys. `evaluate.external.<name>.layout` reads any name."""
+    schema = Params.model_json_schema()
+    defs, node, default, path = schema["$defs"], schema, None, []
+    for part in key.split(".") if key else []:
+        node = defs[node["$ref"].split("/")[-1]] if "$ref" in node else node
+        props = node.get("properties", {})
+        if part in props:
+            default = props[part].get("default", default[part] if isinstance(default, dict) and part in default
+                                      else None)
+            node = props[part]
+        elif "patternProperties" in node or isinstance(node.get("additionalProperties"), dict):
+            node = next(iter(node.get("patternProperties", {}).values()), node.get("additionalProperties"))
+            default = None
+        else:
+            near = difflib.get_close_matches(part, list(props), n=1)
+            raise ParamsError([f"{'.'.join(path + [part])}: unknown key" + (f"; did you mean {near[0]!r}?" if near
+                                                                               else f"; known: {', '.join(props)}")])
+        path.append(part)
+    block = defs[node["$ref"].split("/")[-1]] if "$ref" in node else node
+    leaf = "properties" not in block  # a block's default is its keys' defaults, listed below it
+    lines = [f"{key or 'params.yaml'}: {_kind(node, defs)}" + (f", default {default!r}" if leaf and default is not None
+                                                                else "")]
+    if node.get("description") or block.get("description"):
+        lines.append("  " + (node.get("description") or " ".join(block["description"].split())))
+    if "properties" in block:
+        lines += [f"  {k}: {_kind(v, defs)}" for k, v in block["properties"].items()]
+    return "\n".join(lines)

@@ -26,8 +26,8 @@ from dermsynth.errors import UserFileError
 from dermsynth.files import find_root
 
 MARKER = ".dermsynth-output"
-OUTPUTS = ("interim", "prepared", "reports", "synthetic", "filter", "work")
-REPLACED = ("prepared", "synthetic")  # folders DVC (and their stage) delete whole before a run
+OUTPUTS = ("interim", "prepared", "reports", "synthetic", "filter", "work", "testsets")
+REPLACED = ("prepared", "synthetic", "testsets")  # folders DVC (and their stage) delete whole before a run
 FORBIDDEN = (".git", ".dvc")
 
 

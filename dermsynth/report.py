@@ -40,6 +40,7 @@ from statsmodels.stats.multitest import multipletests  # noqa: E402
 from dermsynth.classify.metrics import METRICS  # noqa: E402
 from dermsynth.contracts import ATTRIBUTES  # noqa: E402
 from dermsynth.errors import UserError, UserValueError  # noqa: E402
+from dermsynth.results import in_order, testset_name, testsets  # noqa: E402
 
 TESTSETS = ("isic", "ham10000")
 CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction", "filter"]
@@ -123,8 +124,9 @@ def screen_runs(runs: pd.DataFrame, since: pd.Timestamp | None = None,
 def _rows(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, test set, metric) from mlflow.search_runs output, in the runs' order."""
     rows = []
+    sets = testsets(runs.columns, "metrics.")  # ISIC, HAM10000, then any external test set
     for _, r in runs.iterrows():
-        for ts in TESTSETS:
+        for ts in sets:
             for m in METRICS + GAP_METRICS:
                 v = r.get(f"metrics.{ts}_{m}")
                 if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -294,7 +296,6 @@ def markdown(df: pd.DataFrame, s: pd.DataFrame) -> str:
 METRIC_TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
                  "sensitivity": "sensitivity (malignant found)", "specificity": "specificity (benign cleared)",
                  "f1": "F1 of malignant", "auc": "AUROC", "pauc80": "pAUC above 80 % sensitivity (at most 0.2)"}
-TESTSET_TITLES = {"isic": "ISIC test set", "ham10000": "HAM10000 test set"}
 FILTER_SCORES = {"realism": "realism", "label": "label probability", "combined": "realism and label probability"}
 LINE = ["model", "synthetic_class_mix", "real_fraction", "filter"]  # one line of the sweep figure per value
 HEADLINE_METRIC = "auc"
@@ -354,7 +355,7 @@ HEADLINE_MARKERS = {"isic": "o", "ham10000": "s"}
 def _headline_text(r) -> str:
     ci = f" [{r.delta_low:+.3f}, {r.delta_high:+.3f}]" if not math.isnan(r.delta_low) else " (no interval: < 3 pairs)"
     p = f", Holm p {r.p_holm:.2g}" if not math.isnan(r.p_holm) else ""
-    return f"{TESTSET_TITLES.get(r.testset, r.testset).removesuffix(' test set')}: ratio {r.ratio:g}, {r.delta:+.3f}{ci}{p}"
+    return f"{testset_name(r.testset)}: ratio {r.ratio:g}, {r.delta:+.3f}{ci}{p}"
 
 
 def _draw_headline(ax, notes, best: pd.DataFrame, labels: dict, colours: dict, keys: list, metric: str) -> None:
@@ -366,9 +367,12 @@ def _draw_headline(ax, notes, best: pd.DataFrame, labels: dict, colours: dict, k
     if best.empty:
         ax.text(0.5, 0.5, "no effect to show: no ratio-0 runs to pair with, or ratio 0 only", ha="center",
                 va="center", transform=ax.transAxes, fontsize=8, color="grey")
+    sets = in_order(best.testset)
+    # one row per line, its test sets side by side within the row (ISIC above, as in the grid's columns)
+    offsets = dict(zip(sets, np.linspace(-0.18, 0.18, len(sets)) if len(sets) > 1 else [0.0]))
     for r in best.itertuples(index=False):
         key = tuple(getattr(r, c) for c in LINE)
-        y = keys.index(key) + (0.18 if r.testset != "isic" else -0.18)
+        y = keys.index(key) + offsets[r.testset]
         if not math.isnan(r.delta_low):  # symmetric about delta unless clipped to the metric's span: bound to bound
             ax.hlines(y, r.delta_low, r.delta_high, color=colours[key], lw=1.5)
         ax.plot(r.delta, y, HEADLINE_MARKERS.get(r.testset, "D"), color=colours[key], ms=6)
@@ -397,7 +401,7 @@ def _draw_metric(ax, cell: pd.DataFrame, metric: str, ts: str, keys: list, colou
         if has.any():  # thin bars, offset per line: bands of several lines would cover each other. Drawn from
             # bound to bound, not as +- errors: the interval is the logit-scale mean's, the mean may lie outside it
             ax.vlines(x[has], g.ci95_low[has], g.ci95_high[has], color=colours[key], lw=0.8, alpha=0.8)
-    ax.set(title=f"{TESTSET_TITLES.get(ts, ts).removesuffix(' test set')}: {metric_title(metric)}", ylim=metric_range(metric),
+    ax.set(title=f"{testset_name(ts)}: {metric_title(metric)}", ylim=metric_range(metric),
            xlim=(-0.05, 1.05))
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.25, lw=0.5)
@@ -420,9 +424,10 @@ def sweep_figure(s: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> plt.Fig
         _draw_headline(ax, notes, headline, labels, colours, keys, HEADLINE_METRIC)
     else:
         bottom = fig
-    axes = bottom.subplots(len(metrics), len(TESTSETS), squeeze=False)
+    sets = in_order(s.testset) or list(TESTSETS)
+    axes = bottom.subplots(len(metrics), len(sets), squeeze=False)
     for i, m in enumerate(metrics):
-        for j, ts in enumerate(TESTSETS):
+        for j, ts in enumerate(sets):
             _draw_metric(axes[i, j], s[(s.metric == m) & (s.testset == ts)], m, ts, keys, colours)
     for ax in axes[-1]:
         ax.set_xlabel("ratio (synthetic fraction; 0 = real only)")

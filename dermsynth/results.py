@@ -51,7 +51,12 @@ def testsets(keys: Iterable[str], prefix: str = "") -> list[str]:
     `<testset>_<metric>` keys: the project's own first, in their usual order, then any other."""
     keys = {k[len(prefix):] for k in keys if k.startswith(prefix)}
     found = {k[:-len("_auc")] for k in keys if k.endswith("_auc")}
-    found = {ts for ts in found if all(f"{ts}_{m}" in keys for m in TESTSET_MARKERS)}
+    return in_order(ts for ts in found if all(f"{ts}_{m}" in keys for m in TESTSET_MARKERS))
+
+
+def in_order(names: Iterable[str]) -> list[str]:
+    """Test set names, the project's own first in their usual order, then the external ones by name."""
+    found = set(names)
     return [ts for ts in TESTSET_NAME if ts in found] + sorted(found - set(TESTSET_NAME))
 
 

@@ -1,4 +1,4 @@
-"""Stage evaluate@<model>: ISIC and HAM10000 test metrics, predictions, plots, Grad-CAM -> reports.
+"""Stage evaluate@<model>: ISIC, HAM10000 and external test metrics, predictions, plots, Grad-CAM -> reports.
 
 The track stage logs them to MLflow (so that a run whose evaluation DVC skipped is complete too)."""
 import argparse
@@ -12,7 +12,12 @@ from dermsynth.classify.evaluate import (confusion_table, evaluate_model, gradca
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.subgroups import subgroup_metrics, worst_and_gap
 from dermsynth.classify.train import TrainConfig, load_classifier, transforms
+from dermsynth.contracts import ATTRIBUTES, EXTERNAL_ATTRIBUTES
 from stages._common import main
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, dtype={"image_id": str})
 
 
 def run(params: dict) -> None:
@@ -24,14 +29,23 @@ def run(params: dict) -> None:
     cfg = TrainConfig(**json.loads((mdir / "config.json").read_text())["train"])
     model = load_classifier(mdir, cfg)
     _, t_eval = transforms(model, cfg)
-    manifest = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
-    pred, metrics = evaluate_model(model, t_eval, manifest, e["bootstrap"], params["seed"])
+    manifest = read_manifest(Path(params["paths"]["prepared"]) / "manifest.csv")
+    external = {n: read_manifest(Path(params["paths"]["testsets"]) / n / "manifest.csv") for n in e["external"]}
+    pred, metrics = evaluate_model(model, t_eval, manifest, e["bootstrap"], params["seed"], external=external)
     rep = Path(params["paths"]["reports"])
     for sub in ("metrics", "predictions", f"plots/{slug}"):
         (rep / sub).mkdir(parents=True, exist_ok=True)
-    pred.to_csv(rep / "predictions" / f"{slug}.csv", index=False)
-    # per patient group, recomputable from the predictions joined with the manifest on image_id
-    subgroups = subgroup_metrics(pred, manifest, e["bootstrap"], params["seed"])
+    outside = pred["testset"].isin(list(external))
+    pred[~outside].to_csv(rep / "predictions" / f"{slug}.csv", index=False)
+    pred[outside].to_csv(rep / "predictions" / f"{slug}_external.csv", index=False)
+    # per patient group, recomputable from the predictions joined with the manifest on image_id; each external
+    # set on its own (its ids are its own), by the skin type its archive reports as well
+    tables = [subgroup_metrics(pred[~outside], manifest, e["bootstrap"], params["seed"])]
+    for n, df in external.items():
+        own = tuple(a for a in EXTERNAL_ATTRIBUTES if (df[a] != "").any())
+        tables.append(subgroup_metrics(pred[pred.testset == n], df, e["bootstrap"], params["seed"],
+                                       attributes=ATTRIBUTES + own))
+    subgroups = pd.concat(tables, ignore_index=True)
     subgroups.to_csv(rep / "metrics" / f"{slug}_subgroups.csv", index=False)
     metrics |= worst_and_gap(subgroups)
     (rep / "metrics" / f"{slug}.json").write_text(json.dumps(metrics, indent=2) + "\n")

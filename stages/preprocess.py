@@ -5,18 +5,17 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
-from dermsynth.config import from_block, save_resolved
+from dermsynth.config import save_resolved
 from dermsynth.data.hair_score import score_centring, score_hair_removal
 from dermsynth.data.prepare import build_manifest, example_grid, preprocess_all
-from dermsynth.data.preprocess import PrepConfig
+from dermsynth.data.preprocess import SET_KEYS, prep_config
 from dermsynth.paths import replace_output_dir
 from stages._common import main
 
 
 def run(params: dict) -> None:
-    p, paths = dict(params["prepare"]), params["paths"]
-    split = {k: p.pop(k) for k in ("val_fraction", "test_fraction", "phash_distance", "workers")}
-    cfg = from_block(PrepConfig, p)
+    p, paths = params["prepare"], params["paths"]
+    split, cfg = {k: p[k] for k in SET_KEYS}, prep_config(p)
     prepared, reports = Path(paths["prepared"]), Path(paths["reports"]) / "preprocess"
     replace_output_dir(prepared, "paths.prepared")  # stale images must not linger; only a folder we made goes
     reports.mkdir(parents=True, exist_ok=True)

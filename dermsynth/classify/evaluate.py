@@ -19,6 +19,7 @@ from dermsynth.classify.metrics import binary_metrics, bootstrap_ci, youden_thre
 from dermsynth.classify.models import gradcam_target_layer  # noqa: E402
 from dermsynth.classify.train import predict  # noqa: E402
 from dermsynth.contracts import PREDICTION_COLUMNS  # noqa: E402
+from dermsynth.results import in_order, testset_name  # noqa: E402
 
 
 def split_test_sets(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -29,13 +30,14 @@ def split_test_sets(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def evaluate_model(model: torch.nn.Module, transform, manifest: pd.DataFrame, n_boot: int, seed: int,
-                   root: str | Path = ".") -> tuple[pd.DataFrame, dict]:
-    """Predictions of every test image and the flat metrics dict (docs/contracts.md keys)."""
+                   root: str | Path = ".", external: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Predictions of every test image and the flat metrics dict (docs/contracts.md keys): the prepared set's
+    test sets, then each `external` test set by its name, all at the threshold chosen on validation."""
     val = manifest[manifest["split"] == "val"]
     y_val = (val["label"] == "malignant").astype(int).to_numpy()
     threshold = youden_threshold(y_val, predict(model, val, transform, root=root))
     preds, metrics = [], {"threshold": threshold}
-    for name, df in split_test_sets(manifest).items():
+    for name, df in (split_test_sets(manifest) | (external or {})).items():
         y = (df["label"] == "malignant").astype(int).to_numpy()
         score = predict(model, df, transform, root=root)
         preds.append(pd.DataFrame({"image_id": df["image_id"].to_numpy(), "testset": name, "label": y, "score": score,
@@ -48,8 +50,7 @@ def evaluate_model(model: torch.nn.Module, transform, manifest: pd.DataFrame, n_
     return pd.concat(preds, ignore_index=True), metrics
 
 
-# what a reader calls each test set and class (the CSV codes are isic / ham10000 and 0 / 1)
-TESTSET_TITLES = {"isic": "ISIC", "ham10000": "HAM10000"}
+# what a reader calls each class (the CSV codes are 0 / 1)
 CLASS_NAMES = ("benign", "malignant")
 # reports/plots/<model>/roc.csv, drawn by configs/dvc_plots/roc.json: one curve per test set, in `point` order
 ROC_COLUMNS = ["testset", "panel", "curve_label", "point", "fpr", "tpr", "threshold"]
@@ -58,7 +59,7 @@ CONFUSION_COLUMNS = ["testset", "panel", "actual", "predicted"]
 
 
 def testset_title(name: str) -> str:
-    return f"{TESTSET_TITLES.get(name, name)} test set"
+    return f"{testset_name(name)} test set"
 
 
 def roc_steps(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,14 +145,14 @@ def _draw_confusion(ax, g: pd.DataFrame, metrics: dict, name: str) -> None:
 
 def roc_confusion_figure(pred: pd.DataFrame, metrics: dict, model: str) -> plt.Figure:
     """ROC curves of every test set beside one confusion matrix per test set (benign / malignant)."""
-    sets = sorted(pred["testset"].unique(), key=lambda t: (t != "isic", t))  # ISIC first, as in the metrics
+    sets = in_order(pred["testset"])  # ISIC, HAM10000, then the external sets, as in the metrics
     fig, axes = plt.subplots(1, 1 + len(sets), figsize=(4.6 * (1 + len(sets)), 5.2), squeeze=False)
     _draw_roc(axes[0, 0], pred, metrics, sets)
     for ax, name in zip(axes[0, 1:], sets):
         _draw_confusion(ax, pred[pred.testset == name], metrics, name)
     fig.suptitle(f"{model}: test-set ROC and confusion matrices (threshold {metrics['threshold']:.3f}, chosen on "
                  "validation by Youden's J)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))  # tight_layout leaves no room for the suptitle above two-line titles
     return fig
 
 

@@ -28,6 +28,8 @@ SOURCES = {m.NAME: m for m in (ham10000, isic2019, isic2020, isic2024, isic_arch
 RECOGNISED_BY = {"ham10000": ham10000.METADATA, "isic2019": isic2019.GROUND_TRUTH, "isic2020": isic2020.METADATA,
                  "isic2024": f"{isic2024.METADATA} + {isic2024.IMAGES}",
                  "isic_archive": f"{isic_archive.METADATA} with isic_id"}
+# data/raw/external/ holds the external test sets (evaluate.external): never a training source
+EXTERNAL_FOLDER = "external"
 # files a folder under data/raw holds that would be images if a reader recognised it
 IMAGE_FILES = IMAGE_EXTENSIONS + (".hdf5", ".h5")
 
@@ -105,19 +107,21 @@ def _images_below(folder: Path) -> int:
 
 
 def unrecognised_folders(raw_root: Path, recognised: list[str]) -> list[Unrecognised]:
-    """Folders directly under `raw_root` that are not a recognised source (hidden ones aside), each with
-    its image count and the source whose files it holds if it is one under another name."""
+    """Folders directly under `raw_root` that are not a recognised source (hidden ones and the external test
+    sets' `external/` aside), each with its image count and the source whose files it holds if it is one
+    under another name."""
     out = []
     for d in sorted(p for p in raw_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if d.name in recognised:
+        if d.name in recognised or d.name == EXTERNAL_FOLDER:
             continue
         looks_like = next((n for n, mod in SOURCES.items() if n != d.name and mod.detect(d)), "")
         out.append(Unrecognised(d.name, _images_below(d), looks_like))
     return out
 
 
-def _check(raw_root: Path, min_size: int, max_bytes: int, max_pixels: int,
-           rec: Record) -> tuple[int, int, str] | Quarantined:
+def check_record(raw_root: Path, min_size: int, max_bytes: int, max_pixels: int,
+                 rec: Record) -> tuple[int, int, str] | Quarantined:
+    """(width, height, sha256) of a record's image, or why it is quarantined."""
     try:
         # Decoding proves the file is whole; a reduced-scale decode proves it as well, much faster.
         _, digest, (w, h) = load_image_and_digest(raw_root, rec.file, max(min_size, 1), max_bytes, max_pixels)
@@ -159,7 +163,7 @@ def ingest(raw_root: str | Path, min_size: int = 64, workers: int = 0,
         quarantined += res.quarantined
         listed += [(name, a, b) for a, b in res.same_image]
         empty_rows[name] = res.empty_rows
-    check = functools.partial(_check, raw_root, min_size, max_image_bytes, max_pixels)
+    check = functools.partial(check_record, raw_root, min_size, max_image_bytes, max_pixels)
     checked = pmap(check, records, workers, desc="ingest: decoding")
     rows = []
     for rec, out in zip(records, checked):

@@ -53,6 +53,17 @@ class PrepConfig:
         return self.work_scale * self.size if self.work_scale > 0 else 0
 
 
+# `prepare` keys that steer the prepared set (splits, duplicates, processes), not how one image is prepared
+SET_KEYS = ("val_fraction", "test_fraction", "phash_distance", "workers")
+
+
+def prep_config(prepare: dict) -> PrepConfig:
+    """The per-image settings of a `prepare` params block."""
+    from dermsynth.config import from_block
+
+    return from_block(PrepConfig, {k: v for k, v in prepare.items() if k not in SET_KEYS})
+
+
 @dataclass(frozen=True)
 class Prepared:
     """One prepared image and what its preprocessing found."""

@@ -17,7 +17,8 @@ import pandas as pd
 from PIL import Image
 
 from dermsynth.data.subgroups import skin_tone
-from dermsynth.demo.phantom import STYLES, Lesion, photographed_ita, render, render_with_truth, sample_lesion, sample_skin
+from dermsynth.demo.phantom import (STYLES, TONE_RANGES, Lesion, photographed_ita, render, render_with_truth,
+                                    sample_lesion, sample_skin, skin_of_ita)
 from dermsynth.errors import UserValueError
 
 HAM_MALIGNANT_DX = ["mel", "bcc", "akiec"]
@@ -271,17 +272,51 @@ def write_isic2024(root: Path, spec: DemoSpec, rng: np.random.Generator, defects
     pd.DataFrame(rows).to_csv(root / "train-metadata.csv", index=False)
 
 
+# DDI's grouped Fitzpatrick types (ddi_metadata.csv `skin_tone`) and the demo's ITA bands drawn for each
+DDI_TONES = {"12": ("very_light", "light"), "34": ("intermediate", "tan"), "56": ("brown", "dark")}
+DDI_DISEASES = {"malignant": ("melanoma-in-situ", "basal-cell-carcinoma", "squamous-cell-carcinoma-in-situ"),
+                "benign": ("melanocytic-nevi", "seborrheic-keratosis", "dermatofibroma")}
+
+
+def write_ddi(root: Path, rng: np.random.Generator, per_tone: int = 15, size: tuple[int, int] = (200, 150),
+              defects: bool = True) -> Path:
+    """An external test set in DDI's layout (`ddi_metadata.csv` + `000001.png`...): the same number of
+    phantoms on each of DDI's three skin-type groups, about half of them malignant (8 of 15 by default;
+    DDI has about a quarter, but the demo needs five of each class per group for a subgroup metric), photographed in a style of its own.
+    With `defects`, one row names an image that is not there (quarantined as a missing file)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(3 * per_tone):
+        tone = list(DDI_TONES)[i % 3]
+        label = "malignant" if (i // 3) % 2 == 0 else "benign"
+        lesion = sample_lesion(label, rng)
+        ita = float(rng.uniform(*TONE_RANGES[str(rng.choice(DDI_TONES[tone]))]))
+        skin = skin_of_ita(ita, float(rng.uniform(13.0, 19.0)), float(rng.uniform(8.0, 14.0)))
+        img = render(lesion, STYLES["isic2020"], *size, rng, skin_rgb=skin)
+        name = f"{i + 1:06d}.png"
+        Image.fromarray(img).save(root / name, format="PNG")
+        rows.append({"DDI_ID": i + 1, "DDI_file": name, "skin_tone": int(tone), "malignant": label == "malignant",
+                     "disease": str(rng.choice(DDI_DISEASES[label]))})
+    if defects:
+        rows.append({"DDI_ID": len(rows) + 1, "DDI_file": f"{len(rows) + 1:06d}.png", "skin_tone": 34,
+                     "malignant": False, "disease": "melanocytic-nevi"})
+    pd.DataFrame(rows).to_csv(root / "ddi_metadata.csv", index=False)
+    return root
+
+
 def write_demo(
     raw_dir: str | Path,
     seed: int = 0,
     specs: dict[str, DemoSpec] | None = None,
     defects: bool = True,
     scale: float | None = None,
+    external: bool = True,
 ) -> Path:
     """Write the whole demo raw set under `raw_dir` (one folder per source).
 
     `scale`: the scale profile instead, the archives at their real image sizes and this fraction of
-    their real counts, ISIC 2019 republishing every HAM10000 image and ISIC 2020 listing duplicates."""
+    their real counts, ISIC 2019 republishing every HAM10000 image and ISIC 2020 listing duplicates.
+    `external`: also the external test set `external/demo_ddi/` (params evaluate.external), in DDI's layout."""
     raw_dir = Path(raw_dir)
     specs = specs or (scale_specs(scale) if scale else DEFAULT_SPECS)
     republish = slice(None) if scale else slice(10, 16)
@@ -296,6 +331,8 @@ def write_demo(
         write_isic2020(raw_dir / "isic2020", specs["isic2020"], rngs["isic2020"], defects, n_dup, truth)
     if "isic2024" in specs:
         write_isic2024(raw_dir / "isic2024", specs["isic2024"], rngs["isic2024"], defects, truth)
+    if external:  # a stream of its own: the archives above are drawn as before
+        write_ddi(raw_dir / "external" / "demo_ddi", np.random.default_rng([seed, 100]), defects=defects)
     if not scale:  # the scale profile does not measure its phantoms' skin (they are drawn small and upscaled)
         pd.DataFrame(truth, columns=["source", "image_id", "ita", "skin_tone"]).to_csv(raw_dir / TRUTH_FILE, index=False)
     return raw_dir

@@ -56,14 +56,28 @@ def test_repro_builds_diffusion_outputs_plain_diffusers_can_load(clone, repro):
 
 def test_metrics_for_both_models_and_test_sets(clone, repro):
     shown = run(["dvc", "metrics", "show", "--json"], clone).stdout
+    external = pd.read_csv(clone / "data/testsets/demo_ddi/manifest.csv", dtype={"image_id": str})
     for model in MODELS:
         met = json.loads((clone / f"reports/metrics/{model}.json").read_text())
-        for ts in ("isic", "ham10000"):
+        for ts in ("isic", "ham10000", "demo_ddi"):
             for k in METRICS:
                 assert f"{ts}_{k}" in met and f"{ts}_{k}_ci95" in met
+        assert met["demo_ddi_n"] == len(external) == 45
         assert f"{model}.json" in shown
         pred = pd.read_csv(clone / f"reports/predictions/{model}.csv")
         assert list(pred.columns[:5]) == ["image_id", "testset", "label", "score", "pred"]
+        assert set(pred.testset) == {"isic", "ham10000"}
+        ext = pd.read_csv(clone / f"reports/predictions/{model}_external.csv", dtype={"image_id": str})
+        assert set(ext.testset) == {"demo_ddi"} and sorted(ext.image_id) == sorted(external.image_id)
+        groups = pd.read_csv(clone / f"reports/metrics/{model}_subgroups.csv")
+        ddi = groups[(groups.testset == "demo_ddi") & (groups.attribute == "fitzpatrick_skin_type")]
+        assert set(ddi.group) == {"I-II", "III-IV", "V-VI"} and ddi.value.notna().any()
+    # the external set is never trained on, nor seen by the LoRAs or the generator
+    prepared = pd.read_csv(clone / "data/prepared/manifest.csv", dtype={"image_id": str})
+    assert "demo_ddi" not in set(prepared.source) and not prepared.path.str.contains("external").any()
+    for model in MODELS:
+        drawn = pd.read_csv(clone / f"models/classifiers/{model}/training_set.csv")
+        assert not drawn.path.str.contains("external").any()
     for card in ("model_card.md", "data_card.md"):
         assert len((clone / "reports" / card).read_text()) > 500
 

@@ -135,6 +135,21 @@ def test_roc_confusion_figure_names_the_model_each_testset_and_the_classes():
     plt.close(fig)
 
 
+def test_an_external_test_set_gets_its_own_panel_after_the_archives_own():
+    """ISIC and HAM10000 first, then the external set under its name; the title clears every panel's title."""
+    pred = _predictions()
+    ext = pred[pred.testset == "isic"].assign(testset="ddi")
+    pred = pd.concat([pred, ext], ignore_index=True)
+    fig = roc_confusion_figure(pred, _metrics(pred), "resnet18")
+    _, *matrices = fig.axes
+    assert [m.get_title().split(" (n=")[0] for m in matrices] == ["ISIC test set", "HAM10000 test set",
+                                                                  "DDI test set"]
+    fig.canvas.draw()
+    title = fig._suptitle.get_window_extent()
+    assert all(title.y0 >= m.title.get_window_extent().y1 for m in matrices)
+    plt.close(fig)
+
+
 def test_gradcam_figure_has_model_title_colour_bar_and_true_and_predicted_labels():
     rng = np.random.default_rng(0)
     images = [rng.random((16, 16, 3)) for _ in range(3)]

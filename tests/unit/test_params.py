@@ -21,7 +21,7 @@ def _keys(d, prefix=""):
     out = set()
     for k, v in d.items():
         out.add(prefix + k)
-        if isinstance(v, dict) and k != "overrides":
+        if isinstance(v, dict) and k not in ("overrides", "external"):  # entries named by the user
             out |= _keys(v, prefix + k + ".")
     return out
 

@@ -83,7 +83,7 @@ def test_committed_demo_outputs_flag_the_vit_ham10000_one_class_prediction(repo,
     out = capsys.readouterr().out
     _fits(out)
     parts = _sections(out)
-    assert list(parts) == ["ISIC", "HAM10000"]
+    assert list(parts) == ["ISIC", "HAM10000", "DEMO_DDI"]  # the demo's external test set last
     assert f"{VIT} predicts every HAM10000 test image benign (sensitivity 0.000, specificity 1.000" in parts["HAM10000"]
     assert "predicts every" not in parts["ISIC"] and f"{MOBILENET} predicts" not in out
     # its intervals of zero width are named, not printed as certainty
