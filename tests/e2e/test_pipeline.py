@@ -180,17 +180,28 @@ def test_subgroup_metrics_are_recomputable_from_the_predictions(clone, repro):
     """reports/metrics/<model>_subgroups.csv = predictions joined with the manifest on image_id."""
     from dermsynth.classify.subgroups import subgroup_metrics, worst_and_gap
 
+    from dermsynth.contracts import ATTRIBUTES
+
     params = yaml.safe_load((clone / "params.yaml").read_text())
-    manifest = pd.read_csv(clone / "data/prepared/manifest.csv", keep_default_na=False, dtype={"image_id": str})
+    n_boot, seed = params["evaluate"]["bootstrap"], params["seed"]
+    read = dict(keep_default_na=False, dtype={"image_id": str})
+    manifest = pd.read_csv(clone / "data/prepared/manifest.csv", **read)
+    external = pd.read_csv(clone / "data/testsets/demo_ddi/manifest.csv", **read)
     for m in MODELS:
         committed = pd.read_csv(clone / f"reports/metrics/{m}_subgroups.csv", keep_default_na=False,
                                 na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
         pred = pd.read_csv(clone / f"reports/predictions/{m}.csv", dtype={"image_id": str})
-        again = subgroup_metrics(pred, manifest, params["evaluate"]["bootstrap"], params["seed"])
+        ext = pd.read_csv(clone / f"reports/predictions/{m}_external.csv", dtype={"image_id": str})
+        # the prepared set's test sets by the manifest's groups; the external set by its own, and DDI's skin type
+        again = pd.concat([subgroup_metrics(pred, manifest, n_boot, seed),
+                           subgroup_metrics(ext, external, n_boot, seed,
+                                            attributes=ATTRIBUTES + ("fitzpatrick_skin_type",))], ignore_index=True)
         assert len(again) == len(committed)
         assert np.allclose(again.value, committed.value, equal_nan=True, atol=1e-9)
         assert np.allclose(again.ci_low, committed.ci_low, equal_nan=True, atol=1e-9)
-        assert set(committed.attribute) == {"sex", "age_band", "site", "skin_tone"}
+        assert set(committed[committed.testset != "demo_ddi"].attribute) == {"sex", "age_band", "site", "skin_tone"}
+        assert set(committed[committed.testset == "demo_ddi"].attribute) == {"sex", "age_band", "site", "skin_tone",
+                                                                               "fitzpatrick_skin_type"}
         flat = json.loads((clone / f"reports/metrics/{m}.json").read_text())
         for k, v in worst_and_gap(again).items():
             assert flat[k] == pytest.approx(v), k
