@@ -18,6 +18,7 @@ import pandas as pd
 
 from dermsynth.contracts import EXTERNAL_ATTRIBUTES, EXTERNAL_COLUMNS, MANIFEST_COLUMNS, QUARANTINE_COLUMNS
 from dermsynth.data.dedup import near_duplicate_pairs
+from dermsynth.data.images import MAX_IMAGE_BYTES, MAX_PIXELS
 from dermsynth.data.ingest import EXTERNAL_FOLDER, check_record
 from dermsynth.data.prepare import FINDINGS, preprocess_all
 from dermsynth.data.preprocess import PrepConfig
@@ -50,7 +51,7 @@ def _leaks(phash: pd.Series, prepared: pd.DataFrame, distance: int) -> dict[int,
 
 def prepare_external(name: str, layout: str, folder: str, raw_root: str | Path, out_root: Path, repo_root: Path,
                      cfg: PrepConfig, prepared: pd.DataFrame, phash_distance: int, min_size: int = 64,
-                     max_image_bytes: int = 64 * 2**20, max_pixels: int = 100_000_000, workers: int = 0,
+                     max_image_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_PIXELS, workers: int = 0,
                      policy: ArchivePolicy | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The set's manifest (contracts.EXTERNAL_COLUMNS; images written below `out_root/<name>/`) and its
     quarantine (contracts.QUARANTINE_COLUMNS, source = `name`)."""
