@@ -20,6 +20,8 @@ from dermsynth.diffusion.lora import LoraTrainConfig, train_lora
 
 root, what = Path(sys.argv[1]), sys.argv[2]
 state = PartialState(cpu=True)
+# each rank says what it did in its own file: two processes printing to one pipe can interleave their lines
+said = Path(sys.argv[0]).with_name(f"rank{state.process_index}.txt")
 if what == "train":
     import json
     import pandas as pd
@@ -28,7 +30,7 @@ if what == "train":
     tables = [pd.read_csv(root / f"{s}.csv", keep_default_na=False) for s in ("train", "val")]
     summary = train_classifier(*tables, cfg, root / "clf_2p", root=sys.argv[4], state=state,
                                on_epoch=lambda epoch, row: print(f"epoch {epoch} logged by rank {state.process_index}"))
-    print(f"rank {state.process_index} " + json.dumps(summary))
+    said.write_text(f"rank {state.process_index} " + json.dumps(summary))
 elif what == "generate":
     cfg = GenerateConfig(n_per_class=6, batch_size=2, steps_min=3, steps_max=4, threads=1, seed=1)
     loras = {c: f"models/lora/{c}" for c in cfg.classes}
@@ -41,7 +43,7 @@ else:
                      repo_root=sys.argv[4])
     # what stages/train_lora.py reads right after: the LoRA must be there on every rank
     assert (root / "lora_2p" / "pytorch_lora_weights.safetensors").is_file(), state.process_index
-    print(f"rank {state.process_index} main={res.is_main}")
+    said.write_text(f"rank {state.process_index} main={res.is_main}")
 '''
 
 
@@ -55,6 +57,11 @@ def _launch(tmp_path, *args) -> subprocess.CompletedProcess:
         (tmp_path / "stderr.txt").write_text(p.stderr)
         pytest.fail(p.stderr[:6000] + "\n...\n" + p.stderr[-2000:])
     return p
+
+
+def _said(tmp_path) -> list[str]:
+    """What each rank wrote to its own file, in rank order."""
+    return [f.read_text() for f in sorted(tmp_path.glob("rank*.txt"))]
 
 
 def test_two_process_generation_is_byte_identical_to_one(gen_repo, tmp_path):
@@ -93,7 +100,7 @@ def test_two_process_classifier_matches_one_process_with_the_same_global_batch(p
     p = _launch(tmp_path, tmp_path, "train", json.dumps(EXACT), root)
     assert sorted(line for line in p.stdout.splitlines() if line.startswith("epoch ")) == [
         f"epoch {e} logged by rank 0" for e in (1, 2, 3)]  # one logger: the main process
-    assert len([line for line in p.stdout.splitlines() if line.startswith("rank ")]) == 2
+    assert [s.split()[:2] for s in _said(tmp_path)] == [["rank", "0"], ["rank", "1"]]
     w1, w2 = load_file(tmp_path / "clf_1p/model.safetensors"), load_file(tmp_path / "clf_2p/model.safetensors")
     diff = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1])
     # float sums in another order, nothing more: the bulk of the weights agree to 1e-6. AdamW divides by
@@ -109,8 +116,7 @@ def test_two_process_classifier_matches_one_process_with_the_same_global_batch(p
 def test_two_process_lora_exports_once_before_any_rank_reads_it(gen_repo, instance_images, tmp_path):
     root, paths = instance_images
     p = _launch(tmp_path, gen_repo, "lora", ",".join(paths), root)
-    ranks = sorted(line for line in p.stdout.splitlines() if line.startswith("rank "))
-    assert ranks == ["rank 0 main=True", "rank 1 main=False"], p.stdout[-2000:] + p.stderr[-3000:]
+    assert _said(tmp_path) == ["rank 0 main=True", "rank 1 main=False"], p.stdout[-2000:] + p.stderr[-3000:]
     assert len(list((gen_repo / "lora_2p").glob("*.safetensors"))) == 1
 
 
