@@ -275,7 +275,7 @@ def lora(run: Run, base: Path) -> None:
     # the paper's LoRA settings (configs/paper.yaml); mixed precision said explicitly, not "auto"
     cfg = L.LoraTrainConfig(batch_size=p.lora_batch, rank=8, alpha=16, learning_rate=1e-4, lr_warmup_steps=0,
                             mixed_precision="fp16" if run.cuda else "no", checkpoint_every=10**9, flip_augment=False)
-    accelerator = Accelerator(mixed_precision=L._mixed_precision(cfg.mixed_precision), cpu=not run.cuda)
+    accelerator = Accelerator(mixed_precision=L.mixed_precision(cfg.mixed_precision), cpu=not run.cuda)
     models = L._load_models(base, cfg, accelerator)
     side = p.size // models.pipe.vae_scale_factor
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@
 2. Decoding 4000 x 3000 JPEGs at full size vs at reduced (DCT) scale, and the PSNR of the final
    512-px image made from each.
 3. Hair removal and lesion centring scored on phantoms with known hairs and lesions
-   (dermsynth.data.hair_score), both ways.
+   (dermsynth.demo.hair_score), both ways.
 4. The same preprocessing scored on real photographs with expert masks (dermsynth.data.devset),
    at 64 and 512 px, against issue 17's targets: --real DIR (or DERMSYNTH_REAL_PHOTOS), a development
    set as docs/real_photos.md describes; skipped without one.
@@ -36,7 +36,7 @@ from dermsynth.config import from_block
 from dermsynth.data import devset
 from dermsynth.data.fov import field_of_view
 from dermsynth.data.hair import hair_mask
-from dermsynth.data.hair_score import score_centring, score_hair_removal
+from dermsynth.demo.hair_score import score_centring, score_hair_removal
 from dermsynth.data.images import decode
 from dermsynth.data.ingest import ingest
 from dermsynth.data.lesion import segment
@@ -110,7 +110,7 @@ def decoding(n: int, cfg: PrepConfig) -> None:
 
 
 def hair(cfg: PrepConfig) -> None:
-    print("\n3. hair removal on 24 phantoms of 600 x 450 with known hairs (dermsynth.data.hair_score):")
+    print("\n3. hair removal on 24 phantoms of 600 x 450 with known hairs (dermsynth.demo.hair_score):")
     keys = ["removed", "removed_over_lesion", "lesion_error", "lesion_error_off_hair", "lesion_error_without_removal"]
     print(f"  {'output':>6} {'work':>6} " + " ".join(f"{k:>14}" for k in ["hair removed", "over lesion",
                                                                          "lesion err", "off hair", "no removal"]))

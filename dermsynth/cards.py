@@ -9,7 +9,8 @@ import pandas as pd
 from dermsynth.classify.metrics import METRICS
 from dermsynth.classify.models import model_slug
 from dermsynth.contracts import ATTRIBUTES, EXTERNAL_ATTRIBUTES
-from dermsynth.results import flags, interval_cell, testsets
+from dermsynth.results import flags, interval_cell
+from dermsynth.testset_names import testsets
 
 
 def _fmt(v) -> str:

@@ -72,6 +72,52 @@ def _export_lora(args: argparse.Namespace) -> None:
     print(f"wrote {_shown(export_a1111(args.lora, out))}")
 
 
+def _power(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dermsynth.arms import paired_sd, plan
+    from dermsynth.results import table
+    from dermsynth.testset_names import testset_name
+
+    if not args.runs.is_file():
+        raise UserError(f"{args.runs}: no study's runs (run `dermsynth report` after a ratio sweep first)")
+    df = pd.read_csv(args.runs, dtype={"data_seed": str})
+    sds = paired_sd(df, args.metric)
+    if sds.empty:
+        raise UserError(f"{args.runs}: no cell with 2+ paired runs of {args.metric} (ratio 0 and another, same seeds)")
+    sizes = _test_sizes()
+    rows = []
+    for r in sds.itertuples(index=False):
+        n0 = sizes.get(r.testset)
+        n = args.testset_size or n0
+        # more test images shrink the test-sampling part of the variance only: scaling all of it by sqrt(N0/N)
+        # is the most a larger test set can give (seed noise does not shrink), so read it as a best case
+        scale = (n0 / n) ** 0.5 if n0 and n else 1.0
+        reps = args.replicates or int(r.pairs)
+        p = plan(r.sd, args.effect, reps, scale)
+        rows.append([r.model, testset_name(r.testset), f"{n0 or '?'} -> {n or '?'}", f"{r.sd:.3f}", f"{p['sd']:.3f}",
+                     str(reps), f"+-{p['detectable']:.3f}", str(p["replicates_needed"])])
+    print(f"{args.metric}: paired SD measured in {args.runs} (pooled over its cells); detectable effect at 80 % power, "
+          f"alpha 0.05 (paired t, before Holm); seeds needed for {args.effect:+g}")
+    print("\n".join(table(["model", "test set", "test images", "SD", "SD planned", "seeds", "detectable",
+                            "seeds needed"], rows, right=range(2, 8))))
+    if args.testset_size:
+        print("planned SD = measured SD x sqrt(measured / planned test images): a best case, as if all the variance "
+              "came from sampling the test set")
+
+
+def _test_sizes() -> dict[str, int]:
+    """Images per internal test set of the prepared set (ISIC, HAM10000), {} without one."""
+    import pandas as pd
+
+    from dermsynth.classify.evaluate import split_test_sets
+
+    m = Path("data/prepared/manifest.csv")
+    if not m.is_file():
+        return {}
+    return {k: len(v) for k, v in split_test_sets(pd.read_csv(m, keep_default_na=False, dtype={"image_id": str})).items()}
+
+
 def _utc(value: str | None, flag: str):
     import pandas as pd
 
@@ -299,6 +345,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--since", help="with --by ratio: only runs started at or after this UTC time")
     p.add_argument("--until", help="with --by ratio: only runs started before this UTC time")
     p.set_defaults(fn=_metrics)
+    p = sub.add_parser("power", help="from a study's runs: the effect it can detect, and the seeds (and test images) "
+                                     "an effect needs, at 80 %% power")
+    p.add_argument("--runs", type=typed_path, default=Path("reports/ratio_sweep_runs.csv"),
+                   help="a study's per-run values (dermsynth report writes reports/ratio_sweep_runs.csv)")
+    p.add_argument("--metric", default="balanced_accuracy")
+    p.add_argument("--effect", type=float, default=0.02, help="the effect to detect (default 0.02: +2 points)")
+    p.add_argument("--replicates", type=int, help="seeds (pairs) of the planned study (default: the measured study's)")
+    p.add_argument("--testset-size", type=int, help="images of each planned test set (default: the prepared set's)")
+    p.set_defaults(fn=_power)
     p = sub.add_parser("runs", help="the MLflow runs, one line each: name, condition, status, test AUROC")
     p.add_argument("--since", help="only runs started at or after this UTC time, e.g. '2026-11-24 09:30'")
     p.add_argument("--until", help="only runs started before this UTC time")

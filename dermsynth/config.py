@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from dermsynth.files import find_root
+from dermsynth.files import find_root, write_json
 
 T = TypeVar("T")
 
@@ -54,8 +53,7 @@ def from_block(cls: type[T], block: dict[str, Any]) -> T:
 def save_resolved(obj: Any, path: str | Path) -> None:
     """The final resolved config beside an output, so every artefact says how it was made."""
     data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+    write_json(path, data, default=str)
 
 
 def configure_environment() -> None:

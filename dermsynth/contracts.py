@@ -16,14 +16,17 @@ MANIFEST_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "f
                     "sex", "age_band", "site", "also_in", "fitzpatrick_skin_type", "copyright_license", "attribution"]
 # data/prepared/manifest.csv: the contract's first nine columns, then the rest
 PREPARED_COLUMNS = ["image_id", "source", "label", "lesion_id", "patient_id", "split", "path", "width", "height"]
+# (`fitzpatrick_skin_type` beside the measured `ita`/`skin_tone`: the type the ISIC Archive reports, empty elsewhere)
 PREPARED_EXTRA_COLUMNS = ["diagnosis", "also_in", "phash", "duplicate_cluster", "group", "sex", "age_band", "site", "ita",
-                          "skin_tone", "centring", "lesion_confidence", "crop_px", "upscale", "rim_filled"]
-# data/testsets/<name>/manifest.csv: an external test set (evaluate.external), preprocessed like the prepared set
-# (its columns; split `external`, source the set's name), then the skin type its archive reports: Fitzpatrick
+                          "skin_tone", "fitzpatrick_skin_type", "centring", "lesion_confidence", "crop_px", "upscale",
+                          "rim_filled"]
+# the skin type an archive reports, each a subgroup attribute of its own where a test set has any: Fitzpatrick
 # (`I`..`VI`, or DDI's groups `I-II`, `III-IV`, `V-VI`) and MILK10k's own tone classes (0 very dark .. 5 very
-# light, not Fitzpatrick), each a subgroup attribute of its own; empty where the archive says nothing
+# light, not Fitzpatrick); empty where the archive says nothing
 EXTERNAL_ATTRIBUTES = ("fitzpatrick_skin_type", "skin_tone_class")
-EXTERNAL_COLUMNS = PREPARED_COLUMNS + PREPARED_EXTRA_COLUMNS + list(EXTERNAL_ATTRIBUTES)
+# data/testsets/<name>/manifest.csv: an external test set (evaluate.external), preprocessed like the prepared set
+# (its columns; split `external`, source the set's name), then MILK10k's tone classes
+EXTERNAL_COLUMNS = PREPARED_COLUMNS + PREPARED_EXTRA_COLUMNS + ["skin_tone_class"]
 # reports/metrics/<model>_subgroups.csv (the external test sets' rows too, by their names)
 SUBGROUP_METRIC_COLUMNS = ["testset", "attribute", "group", "n", "n_malignant", "metric", "value", "ci_low", "ci_high"]
 # data/filter/scores.csv: one row per synthetic image, `kept` says whether the classifiers may draw it

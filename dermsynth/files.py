@@ -1,4 +1,4 @@
-"""Byte-stable files: the same content must give the same bytes, or DVC hashes change run to run.
+"""Byte-stable files and fingerprints: the same content must give the same bytes, or DVC hashes change run to run.
 
 safetensors writes a file's `__metadata__` in the random order of a Rust HashMap, so two saves of
 the same tensors and metadata differ in their header (safetensors issue #584). `canonicalise`
@@ -7,6 +7,7 @@ data stay as they are.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -28,6 +29,15 @@ def find_root(start: str | Path | None = None) -> Path:
     return here
 
 
+def write_json(path: str | Path, data: object, **dumps: object) -> Path:
+    """`data` as JSON indented by 2 with a final newline, the one form of every report and record (so a
+    diff shows what changed); parent folders made. `dumps`: json.dumps options (default=str, sort_keys)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(data, indent=2, **dumps) + "\n")
+    return p
+
+
 def canonicalise_safetensors(path: str | Path) -> None:
     p = Path(path)
     with p.open("r+b") as f:
@@ -43,3 +53,19 @@ def canonicalise_safetensors(path: str | Path) -> None:
             raise ValueError(f"{p}: canonical safetensors header longer than the original ({len(text)} > {n})")
         f.seek(8)
         f.write(text + b" " * (n - len(text)))  # safetensors pads headers with spaces
+
+
+def fingerprint(*parts: object) -> str:
+    """12 hex digits naming a resumable state (a LoRA's work folder, a latent cache, a generation chunk) by
+    what made it: JSON of the parts, so equal settings give the same name in every process."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:12]
+
+
+def dir_fingerprint(path: Path) -> list:
+    """Names, sizes and mtimes of a model directory: cheap, and changes whenever the model does."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    return [(f.relative_to(p).as_posix() if p.is_dir() else f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files]

@@ -18,7 +18,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, 
                       ValidationInfo, model_validator)
 from pydantic_core import PydanticCustomError
 
-from dermsynth.data.isic_vocab import IMAGE_TYPES
+from dermsynth.isic_vocab import IMAGE_TYPES
 from dermsynth.errors import UserError
 from dermsynth.synthetic_source import LORA_SOURCE, is_lora_source, source_problems
 
@@ -77,11 +77,15 @@ class Block(BaseModel):
 
 
 class Paths(Block):
-    raw: Str = "data/raw"
-    interim: Str = "data/interim"
-    prepared: Str = "data/prepared"
-    reports: Str = "reports"
-    synthetic: Str = "data/synthetic"
+    raw: Str = Field("data/raw", description="the raw archives, one folder per source, read by ingest (data.dvc "
+                                             "versions it; external test sets below <raw>/external/); no output in it")
+    interim: Str = Field("data/interim", description="ingest's output: the raw manifest (manifest.csv)")
+    prepared: Str = Field("data/prepared", description="the prepared set: images/ and manifest.csv (preprocess; "
+                                                       "replaced whole on every run)")
+    reports: Str = Field("reports", description="reports, metrics and plots of every stage (may hold git-tracked "
+                                                "files: the committed reports)")
+    synthetic: Str = Field("data/synthetic", description="the synthetic set: images/ and metadata.csv (generate; "
+                                                         "replaced whole on every run)")
     filter: Str = Field("data/filter", description="the synthetic images' filter scores and which are kept")
     testsets: Str = Field("data/testsets", description="the external test sets, preprocessed (evaluate.external)")
     work: Str = Field(".work", description="resumable in-progress state (LoRA checkpoints, generated chunks)")
@@ -145,18 +149,26 @@ class Ingest(Block):
 
 class Prepare(Block):
     size: Annotated[int, Field(ge=16, multiple_of=8)] = Field(64, description="output side in px (paper: 512)")
-    hair_removal: Bool = True
-    hair_kernel: Annotated[float, Field(gt=0, le=0.5)] = 0.04
-    hair_threshold: Annotated[int, Field(ge=1, le=255)] = 10
+    hair_removal: Bool = Field(True, description="remove hair before segmentation (DullRazor-like: black-hat, "
+                                                 "threshold, long-thin test, inpaint; dermsynth/data/hair.py)")
+    hair_kernel: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        0.04, description="side of the black-hat's cross-shaped element, fraction of the working image's short side")
+    hair_threshold: Annotated[int, Field(ge=1, le=255)] = Field(
+        10, description="black-hat response (grey levels) above which a pixel can count as dark hair")
     hair_min_length: Annotated[float, Field(gt=0, le=0.5)] = Field(
         0.06, description="shortest straight stretch of a hair, fraction of the short side: shorter dark "
                           "structures (pigment network, dots, globules) are kept")
     pale_hair_threshold: Annotated[int, Field(ge=0, le=255)] = Field(
         14, description="white top-hat response of pale hairs (grey levels); 0 = dark hairs only")
-    inpaint_radius: PosInt = 3
-    work_scale: Count = 4
-    center: Bool = True
-    margin: NonNeg = 0.25
+    inpaint_radius: PosInt = Field(3, description="radius in working px of the inpainting (OpenCV Telea) that "
+                                                  "fills the hair mask")
+    work_scale: Count = Field(
+        4, description="work at work_scale x size px on the short side (larger images are decoded at reduced JPEG "
+                       "scale and shrunk first); 0 = at the raw resolution (slow on big images)")
+    center: Bool = Field(True, description="crop a square around the segmented lesion; false = always the field of "
+                                           "view's largest square (manifest centring: fallback)")
+    margin: NonNeg = Field(0.25, description="room around the lesion's bounding box in the crop, per side, as a "
+                                             "fraction of the box")
     min_confidence: Fraction = Field(
         0.2, description="lesion segmentation confidence below which the crop is the field of view's "
                          "largest square (manifest centring: fallback) instead of a crop around the lesion")
@@ -167,9 +179,14 @@ class Prepare(Block):
     max_upscale: NonNeg = Field(
         0.0, description="> 0: a crop is at least size / max_upscale raw px on a side, so no image is "
                          "enlarged more than this (the manifest's upscale column records the factor); 0 = no bound")
-    phash_distance: Annotated[int, Field(ge=0, le=64)] = 4
-    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
-    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    phash_distance: Annotated[int, Field(ge=0, le=64)] = Field(
+        4, description="perceptual-hash bits (of 64) within which two images are near-duplicates: kept in one "
+                       "split; an external test image this close to a prepared one is quarantined")
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.15, description="about this share of the images in the validation split (whole lesion / patient / "
+                          "duplicate groups, stratified by source x label)")
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.2, description="about this share of the images in the test split (drawn like val_fraction)")
     workers: Workers = 0
 
     @model_validator(mode="after")
@@ -181,31 +198,46 @@ class Prepare(Block):
 
 
 class Quality(Block):
-    min_raw_size: PosInt = 64
-    min_minority_fraction: Fraction = 0.1
-    min_split_rows: Count = 10
-    min_pixel_std: NonNeg = 2.0
-    min_pixel_mean: NonNeg = 8.0
-    max_subgroup_shift: Fraction = 0.25
-    min_subgroup_rows: PosInt = 20
+    min_raw_size: PosInt = Field(64, description="raw gate: every manifest image at least this wide and high (px)")
+    min_minority_fraction: Fraction = Field(
+        0.1, description="prepared gate: the rarer class's share in each split and each test set (ISIC, HAM10000) "
+                         "at least this (real ISIC 2020 alone is ~0.02: lower it there)")
+    min_split_rows: Count = Field(10, description="prepared gate: images in each split and each test set at least "
+                                                  "this many")
+    min_pixel_std: NonNeg = Field(2.0, description="synthetic gate: an image whose pixel standard deviation (0-255) "
+                                                   "is below this is blank; the filter drops it too")
+    min_pixel_mean: NonNeg = Field(8.0, description="synthetic gate: an image whose mean pixel value (0-255) is below "
+                                                    "this is black; the filter drops it too")
+    max_subgroup_shift: Fraction = Field(
+        0.25, description="prepared gate: a patient group's share (sex, age band, site, skin tone) may differ by at "
+                          "most this between the splits (groups with min_subgroup_rows images in every split)")
+    min_subgroup_rows: PosInt = Field(20, description="prepared gate: max_subgroup_shift checks a group only where it "
+                                                      "has this many images in every split (fewer: its share is noise)")
 
 
 class Pretrain(Block):
-    vae_steps: Count = 300
-    vae_lr: Positive = 0.002
-    vae_crop: Count = 0
-    kl_weight: NonNeg = 1.0e-6
-    unet_steps: Count = 1500
-    unet_lr: Positive = 0.001
-    batch_size: PosInt = 32
-    cond_dropout: Fraction = 0.1
+    vae_steps: Count = Field(300, description="AdamW steps fitting the tiny VAE (cosine schedule, 20 warm-up steps)")
+    vae_lr: Positive = Field(0.002, description="peak learning rate of the VAE")
+    vae_crop: Count = Field(0, description="> 0: the VAE trains on random square crops of this many px; 0 = full "
+                                           "images (on crops it lost the class's overall darkness)")
+    kl_weight: NonNeg = Field(1.0e-6, description="weight of the KL term in the VAE loss (MSE + 0.5 L1 + "
+                                                  "kl_weight x KL)")
+    unet_steps: Count = Field(1500, description="AdamW steps fitting the tiny UNet (epsilon prediction, cosine "
+                                                "schedule)")
+    unet_lr: Positive = Field(0.001, description="peak learning rate of the UNet")
+    batch_size: PosInt = Field(32, description="images (VAE) or latents (UNet) per step")
+    cond_dropout: Fraction = Field(0.1, description="share of the UNet's training images given the empty prompt, so "
+                                                    "classifier-free guidance has a baseline")
 
 
 class BaseModelParams(Block):
     name: Str = Field("tiny", description="tiny | a local diffusers SD1.5 directory | a local .safetensors/.ckpt")
-    config: Str = ""
-    threads: Count = 2
-    pretrain: Pretrain = Pretrain()
+    config: Str = Field("", description="single-file checkpoints only: a local diffusers directory with the SD1.5 "
+                                        "configs and tokenizer; \"\" = none")
+    threads: Count = Field(2, description="CPU threads of torch in the base_model stage (pre-training the tiny "
+                                          "model); 0 = torch's default")
+    pretrain: Pretrain = Field(Pretrain(), description="tiny only: fit the tiny model to the prepared training images "
+                                                       "first (VAE, then UNet); ignored for SD1.5")
 
     @model_validator(mode="after")
     def _local(self):
@@ -275,20 +307,33 @@ class Generate(Block):
                                  "`dvc add` can version it; absolute paths are refused")
     n_per_class: Count = Field(3000, description="images per class; for an imported set, that many drawn per class "
                                                  "(seeded by data_seed) or 0 = every image it holds")
-    classes: list[Literal[CLASSES]] = Field(list(CLASSES), min_length=1)
-    samplers: list[Literal[SAMPLER_NAMES]] = Field(list(SAMPLER_NAMES), min_length=1)
-    steps_min: PosInt = 20
-    steps_max: PosInt = 26
-    guidance_scale: NonNeg = 7.0
-    prompt: Str = "a dermoscopic image of sks {label} lesion"
-    negative_prompt: Str = ""
-    batch_size: PosInt = 160
+    classes: list[Literal[CLASSES]] = Field(list(CLASSES), min_length=1,
+                                            description="classes of the synthetic set, each from its LoRA "
+                                                        "(models/lora/<class>); an imported set: the classes read")
+    samplers: list[Literal[SAMPLER_NAMES]] = Field(
+        list(SAMPLER_NAMES), min_length=1,
+        description="diffusers samplers, assigned round-robin by image index: euler, euler_a (ancestral), plms "
+                    "(PNDM without Runge-Kutta warm-up); paper: all three")
+    steps_min: PosInt = Field(20, description="fewest denoising steps: each image's steps are drawn from "
+                                              "[steps_min, steps_max] (paper: 20-26)")
+    steps_max: PosInt = Field(26, description="most denoising steps (see steps_min)")
+    guidance_scale: NonNeg = Field(7.0, description="classifier-free guidance scale (paper: 7)")
+    prompt: Str = Field("a dermoscopic image of sks {label} lesion",
+                        description="prompt of every image; {label} becomes the class (the default is "
+                                    "lora.instance_prompt's)")
+    negative_prompt: Str = Field(
+        "", description="negative prompt of the guidance; \"\" = the empty prompt (the tiny model never learnt the "
+                        "paper's words; paper: \"blurry, lowres, low quality, cartoon, drawing, text, watermark\")")
+    batch_size: PosInt = Field(160, description="images per chunk (one sampler call): the chunks of each (class, "
+                                                "sampler, steps) group are fixed, so a resume makes the same bytes")
     threads: Count = Field(2, description="CPU threads of the sampler; for an imported set, the processes decoding "
                                           "it (0 = all cores)")
-    dtype: Literal["auto", "fp16", "bf16", "fp32", "float16", "bfloat16", "float32"] = "auto"
-    channels_last: Bool = True
-    compile: Bool = False
-    max_reseeds: Count = 3
+    dtype: Literal["auto", "fp16", "bf16", "fp32", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="dtype of the pipeline; auto = fp16 on CUDA, fp32 on CPU")
+    channels_last: Bool = Field(True, description="UNet in channels-last memory layout")
+    compile: Bool = Field(False, description="torch.compile the UNet (pays off on GPU for thousands of images)")
+    max_reseeds: Count = Field(3, description="NaN or black renders drawn again from a derived seed, at most this "
+                                              "often; one still bad stays black and fails the synthetic gate")
     processes: PosInt = Field(1, description="> 1: the stage runs under `accelerate launch` (one per GPU, or CPU "
                                              "processes); every image is the same for any number")
 
@@ -303,32 +348,55 @@ class Generate(Block):
 
 
 class Mixing(Block):
-    mode: Literal["fixed_size", "add"] = "fixed_size"
-    neg_pos_ratio: NonNeg = 0.0
-    synthetic_class_mix: Literal["match_real", "balanced"] = "match_real"
+    mode: Literal["fixed_size", "add"] = Field(
+        "fixed_size", description="fixed_size: the set keeps the real training set's size N, N x (1 - ratio) real "
+                                  "and N x ratio synthetic | add: every real image plus synthetic ones until they are "
+                                  "ratio of the set (ratio 1 refused)")
+    neg_pos_ratio: NonNeg = Field(0.0, description="> 0: negative downsampling of the real images to at most this "
+                                                   "many benign per malignant; 0 = all kept")
+    synthetic_class_mix: Literal["match_real", "balanced", "minority"] = Field(
+        "match_real", description="match_real: the synthetic part has the real part's class mix (the same synthetic "
+                                  "share per class) | balanced: 50/50, which makes 'synthetic' a class cue | "
+                                  "minority: every real image, plus synthetic ones of the rarer class only until it "
+                                  "is minority_target of the set (ratio 0 = none, any ratio > 0 = fill)")
+    minority_target: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.5, description="synthetic_class_mix minority: the rarer class's share of the training set after adding "
+                         "its synthetic images (UFPE: 0.5)")
+    pool: Literal["synthetic", "held_out_real"] = Field(
+        "synthetic", description="what fills the synthetic slots: synthetic = the synthetic set | held_out_real = the "
+                                 "control arm, real training images of the groups real_fraction left out (needs "
+                                 "real_fraction < 1): what a perfect generator would give")
 
 
 class ModelTrain(Block):
     """The training keys one model can override in `train.overrides.<model>`."""
 
-    img_size: Count = 0
-    epochs: PosInt = 12
-    batch_size: PosInt = 32
-    lr: Positive = 0.001
-    min_lr: NonNeg = 1.0e-5
-    weight_decay: NonNeg = 0.05
-    warmup_epochs: NonNeg = 1.0
-    drop_rate: Fraction = 0.1
-    pretrained_file: WeightsFile = ""
-    balanced_batches: Bool = True
-    hflip: Fraction = 0.5
-    vflip: Fraction = 0.5
-    color_jitter: NonNeg = 0.1
-    scale_min: Annotated[float, Field(gt=0, le=1)] = 0.8
-    early_stopping_patience: PosInt = 4
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
-    threads: Count = 2
-    workers: Count = 0
+    img_size: Count = Field(0, description="classifier input side in px; 0 = prepare.size (paper: 224)")
+    epochs: PosInt = Field(12, description="most epochs (early stopping may end sooner); the best epoch's weights "
+                                           "are kept")
+    batch_size: PosInt = Field(32, description="images per step, the global batch over all processes")
+    lr: Positive = Field(0.001, description="AdamW peak learning rate (cosine schedule per step)")
+    min_lr: NonNeg = Field(1.0e-5, description="learning rate the cosine schedule ends at")
+    weight_decay: NonNeg = Field(0.05, description="AdamW weight decay")
+    warmup_epochs: NonNeg = Field(1.0, description="epochs of linear warm-up from lr / 100 (fractions allowed)")
+    drop_rate: Fraction = Field(0.1, description="dropout before the classifier head (timm drop_rate)")
+    pretrained_file: WeightsFile = Field(
+        "", description="local timm weights (offline; the head and ViT position embeddings are adapted); "
+                        "\"\" = random init")
+    balanced_batches: Bool = Field(True, description="class-balanced sampling (weighted, with replacement); "
+                                                     "false = plain shuffling")
+    hflip: Fraction = Field(0.5, description="probability of a horizontal flip (training augmentation)")
+    vflip: Fraction = Field(0.5, description="probability of a vertical flip (training augmentation)")
+    color_jitter: NonNeg = Field(0.1, description="timm colour jitter of brightness, contrast and saturation; "
+                                                  "0 = none")
+    scale_min: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.8, description="smallest random-resized crop, fraction of the image's area (scale range [scale_min, 1])")
+    early_stopping_patience: PosInt = Field(4, description="stop after this many epochs without a better validation "
+                                                           "AUROC")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 uses loss scaling")
+    threads: Count = Field(2, description="CPU threads of torch on CPU, shared by all processes; 0 = torch's default")
+    workers: Count = Field(0, description="DataLoader worker processes; 0 = load in the training process")
 
 
 
@@ -338,12 +406,18 @@ class Override(ModelTrain):
 
 
 class Train(ModelTrain):
-    models: list[Str] = Field(["vit_tiny_patch16_224", "mobilenetv2_100"], min_length=1)
-    mixing: Mixing = Mixing()
-    real_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    models: list[Str] = Field(["vit_tiny_patch16_224", "mobilenetv2_100"], min_length=1,
+                              description="timm names of the classifiers, one train@<model> stage each (paper: "
+                                          "vit_base_patch16_224, mobilenetv2_100)")
+    mixing: Mixing = Field(Mixing(), description="how real and synthetic images make up the training set at `ratio`")
+    real_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="share of the real training set used, drawn by whole groups (lesion, patient, duplicate) "
+                         "per class: the data-limited axis; 1 = all")
     # optional, per model: what differs from the block (train_config@<model> resolves each model's settings,
     # so a change re-runs only the models it changes); an entry for a model not in `models` is unused
-    overrides: dict[Str, Override] = Field({"vit_tiny_patch16_224": {}, "mobilenetv2_100": {}})
+    overrides: dict[Str, Override] = Field({"vit_tiny_patch16_224": {}, "mobilenetv2_100": {}},
+                                           description="per model: the train keys that differ from this block "
+                                                       "({} = none), e.g. {lr: 0.0005}")
     processes: PosInt = Field(1, description="> 1: each model trains under `accelerate launch` (DDP, one process "
                                              "per GPU, or CPU processes); batch_size stays the global batch")
 
@@ -357,6 +431,9 @@ class Train(ModelTrain):
                                  f"processes={self.processes}")
         if len(set(self.models)) != len(self.models):
             raise ValueError("models: names a model twice")
+        if self.mixing.pool == "held_out_real" and self.real_fraction >= 1:
+            raise ValueError("mixing.pool: held_out_real fills the synthetic slots with the real groups that "
+                             "real_fraction leaves out; at real_fraction 1 there are none (set e.g. 0.25)")
         return self
 
 
@@ -396,21 +473,31 @@ class Evaluate(Block):
 
 
 class Audit(Block):
-    features: WeightsFile = ""
-    feature_model: Str = "vit_tiny_patch16_224"
-    feature_img_size: Count = 0
-    feature_epochs: PosInt = 12
-    heldout_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.01
-    phash_max: Annotated[int, Field(ge=0, le=64)] = 4
-    max_near_copy_rate: Fraction = 0.05
-    knn_k: PosInt = 5
+    features: WeightsFile = Field(
+        "", description="local standard weights of feature_model (e.g. inception_v3 or a DINOv2 ViT); \"\" = "
+                        "feature_model trained once on the real training images")
+    feature_model: Str = Field("vit_tiny_patch16_224", description="timm name of the audit's embedder (pooled "
+                                                                   "pre-logit features)")
+    feature_img_size: Count = Field(0, description="embedder input side in px; 0 = prepare.size")
+    feature_epochs: PosInt = Field(12, description="epochs of the embedder trained on real images (features \"\" "
+                                                   "only)")
+    heldout_quantile: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.01, description="a synthetic image is a near-copy when closer to a training image than this quantile of "
+                          "the held-out real images' nearest-training distances (0.01 = 1st percentile), or phash_max")
+    phash_max: Annotated[int, Field(ge=0, le=64)] = Field(
+        4, description="a synthetic image is a near-copy when within this many perceptual-hash bits (of 64) of a "
+                       "training image, or by heldout_quantile")
+    max_near_copy_rate: Fraction = Field(0.05, description="the audit stage fails when more than this share of the "
+                                                           "synthetic images are near-copies")
+    knn_k: PosInt = Field(5, description="k of precision / recall / density / coverage (Naeem et al. use 5)")
     kid_subsets: PosInt = Field(50, description="KID: random subsets drawn (seeded by data_seed); the mean and "
                                                 "standard deviation of KID over them are reported")
     kid_subset_size: Annotated[int, Field(ge=2)] = Field(
         100, description="KID: images of each set (real, synthetic) per subset; a class with fewer images uses "
                          "its size, and fidelity.json says so (subset_size_reduced_from)")
-    near_copy_pairs: Count = 12
-    visualization: Literal["pca", "tsne"] = "pca"
+    near_copy_pairs: Count = Field(12, description="pairs drawn side by side in reports/audit/near_copies.png: "
+                                                   "the near-copies, closest first, else the closest (at least one)")
+    visualization: Literal["pca", "tsne"] = Field("pca", description="2-D map of the embeddings in the FiftyOne App")
     workers: Workers = 0
 
     @model_validator(mode="before")
@@ -424,26 +511,44 @@ class Audit(Block):
 
 
 class FilterParams(Block):
-    policy: Literal["none", "flagged", "realism", "label", "combined"] = "combined"
-    keep_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
-    knn_k: PosInt = 5
+    policy: Literal["none", "flagged", "realism", "label", "combined"] = Field(
+        "combined", description="none: keep all | flagged: drop blank images and near-copies | realism, label, "
+                                "combined: drop those, then keep the best keep_fraction per class by realism, label "
+                                "probability or the mean of both ranks")
+    keep_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="share of each class's generated images kept by the scoring policies; 1 = drop only the "
+                         "flagged ones")
+    knn_k: PosInt = Field(5, description="k of the realism score (distance to the k-th nearest real training image "
+                                         "over the real images' median)")
 
 
 class Params(Block):
     seed: Seed = 42
     data_seed: Seed = 42
-    ratio: Fraction = 0.5
-    paths: Paths = Field(default_factory=dict)  # validated with the repository as context
-    ingest: Ingest = Ingest()
-    prepare: Prepare = Prepare()
-    quality: Quality = Quality()
-    base_model: BaseModelParams = BaseModelParams()
-    lora: Lora = Lora()
-    generate: Generate = Generate()
-    train: Train = Train()
-    evaluate: Evaluate = Evaluate()
-    audit: Audit = Audit()
-    filter: FilterParams = FilterParams()
+    ratio: Fraction = Field(0.5, description="fraction of synthetic images in each classifier's training set: 0 = "
+                                             "real only, 0.5 = 1:1, 0.75 = 1:3, 1 = synthetic only (train.mixing)")
+    paths: Paths = Field(default_factory=dict,  # validated with the repository as context
+                         description="where each stage reads and writes, relative to the repository "
+                                     "(docs/parameters.md: every output must lie inside it)")
+    ingest: Ingest = Field(Ingest(), description="stage ingest: the raw archives read into one manifest; what is "
+                                                 "quarantined, which copy of a duplicate is kept")
+    prepare: Prepare = Field(Prepare(), description="stage preprocess: hair removal, lesion crop, skin tone, resize, "
+                                                    "near-duplicates and the leak-free splits")
+    quality: Quality = Field(Quality(), description="the data gates (Great Expectations) on the raw manifest, the "
+                                                    "prepared set and the synthetic set")
+    base_model: BaseModelParams = Field(BaseModelParams(), description="the diffusion model the LoRAs fine-tune "
+                                                                       "(stage base_model -> models/base)")
+    lora: Lora = Field(Lora(), description="DreamBooth + LoRA fine-tuning of the base model, one adapter per class "
+                                           "(stage train_lora)")
+    generate: Generate = Field(Generate(), description="stage generate: the synthetic set, sampled from the LoRAs "
+                                                       "or imported from a released set")
+    train: Train = Field(Train(), description="the classifiers (timm), trained on the real + synthetic mix at ratio")
+    evaluate: Evaluate = Field(Evaluate(), description="stage evaluate@<model>: metrics with bootstrap intervals on "
+                                                       "the ISIC, HAM10000 and external test sets, Grad-CAM")
+    audit: Audit = Field(Audit(), description="memorisation and fidelity of the synthetic set in a fixed feature "
+                                              "space, and the FiftyOne dataset")
+    filter: FilterParams = Field(FilterParams(), description="weak synthetic images dropped before the classifiers "
+                                                             "draw from them (dermsynth/filter.py)")
 
     @model_validator(mode="after")
     def _generate_source(self, info: ValidationInfo):

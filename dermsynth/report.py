@@ -37,88 +37,27 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 
+from dermsynth.arms import CONTROL, SYNTHETIC, detectable_effect, synthetic_efficiency  # noqa: E402
 from dermsynth.classify.metrics import METRICS  # noqa: E402
-from dermsynth.contracts import ATTRIBUTES  # noqa: E402
 from dermsynth.errors import UserError, UserValueError  # noqa: E402
-from dermsynth.results import in_order, testset_name, testsets  # noqa: E402
+from dermsynth.plotting import save_figure  # noqa: E402
+from dermsynth.testset_names import in_order, testset_name, testsets  # noqa: E402
+from dermsynth.runs import GAP_METRICS, TESTSETS, Skipped, param, run_name  # noqa: E402
+from dermsynth.runs import screen_runs  # noqa: E402,F401  (dermsynth report's own entry point)
 
-TESTSETS = ("isic", "ham10000")
-CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction", "filter"]
-GAP_METRICS = tuple(f"auc_gap_{a}" for a in ATTRIBUTES)
+CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "pool", "real_fraction", "filter"]
 REPLICATE = ["seed", "data_seed"]
 # one run's place in a study: its condition (less the per-row test set and metric), ratio and replicate
-CELL = ["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "filter"]
+CELL = ["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "filter", "pool"]
 MIN_REPLICATES_FOR_INTERVAL = 3
 GRID_METRICS = ("auc", "balanced_accuracy")
+# class mixes whose synthetic part differs in class mix from the real part: origin then predicts the class
+CONFOUNDED = {"balanced": " (synthetic part 50/50: class mix confounded with origin)",
+              "minority": " (synthetic images of the minority class only: class confounded with origin)"}
 
 
 def metric_range(metric: str) -> tuple[float, float]:
     return (0.0, 0.2) if metric == "pauc80" else (0.0, 1.0)
-
-
-def _param(r: pd.Series, key: str, default):
-    v = r.get(f"params.{key}")
-    return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A run the report leaves out, and why (printed, so a missing run is never a silent surprise)."""
-
-    run_id: str
-    name: str
-    reason: str
-
-    def line(self) -> str:
-        return f"skipped run {self.name or '(unnamed)'} ({self.run_id[:8]}): {self.reason}"
-
-
-# a run needs these parameters to have a place in the study (the train stage logs them)
-RUN_PARAMS = ("model", "ratio", "seed")
-
-
-def _run_name(r: pd.Series) -> str:
-    name = r.get("tags.mlflow.runName")
-    return name if isinstance(name, str) else ""
-
-
-def _has_test_metrics(r: pd.Series) -> bool:
-    return any(isinstance(v, float) and not math.isnan(v)
-               for v in (r.get(f"metrics.{ts}_{m}") for ts in TESTSETS for m in METRICS + GAP_METRICS))
-
-
-def _skip_reason(r: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp | None) -> str | None:
-    started = r.get("start_time")
-    when = f"started {started:%Y-%m-%d %H:%M:%S} UTC" if isinstance(started, pd.Timestamp) else "no start time"
-    if since is not None and not (isinstance(started, pd.Timestamp) and started >= since):
-        return f"{when}, before --since (another study)"
-    if until is not None and not (isinstance(started, pd.Timestamp) and started < until):
-        return f"{when}, not before --until (another study)"
-    status = r.get("status", "FINISHED")
-    if status != "FINISHED":  # RUNNING: still queued, or its evaluate stage failed or was killed
-        return f"unfinished (MLflow status {status})"
-    missing = [k for k in RUN_PARAMS if _param(r, k, None) is None]
-    if missing:
-        return f"no {'/'.join(missing)} parameter (not a classifier run)"
-    if not _has_test_metrics(r):
-        return "finished without test-set metrics (its evaluate stage logged none)"
-    return None
-
-
-def screen_runs(runs: pd.DataFrame, since: pd.Timestamp | None = None,
-                until: pd.Timestamp | None = None) -> tuple[pd.DataFrame, list[Skipped]]:
-    """The runs a report can use (inside [since, until), finished, with parameters and test metrics),
-    and every other one with its reason."""
-    if runs.empty:
-        return runs, []
-    keep, skipped = [], []
-    for i, r in runs.iterrows():
-        reason = _skip_reason(r, since, until)
-        if reason is None:
-            keep.append(i)
-        else:
-            skipped.append(Skipped(str(r["run_id"]), _run_name(r), reason))
-    return runs.loc[keep], skipped
 
 
 def _rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -131,14 +70,17 @@ def _rows(runs: pd.DataFrame) -> pd.DataFrame:
                 v = r.get(f"metrics.{ts}_{m}")
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     continue
-                rows.append({"model": r["params.model"], "ratio": float(r["params.ratio"]), "seed": int(r["params.seed"]),
-                             "data_seed": str(_param(r, "data_seed", "?")),
-                             "real_fraction": float(_param(r, "real_fraction", 1.0)),
-                             "synthetic_class_mix": str(_param(r, "synthetic_class_mix", "balanced")),
-                             "filter": f"{_param(r, 'filter_policy', 'none')} {float(_param(r, 'keep_fraction', 1.0)):g}",
+                ratio = float(r["params.ratio"])
+                rows.append({"model": r["params.model"], "ratio": ratio, "seed": int(r["params.seed"]),
+                             "data_seed": str(param(r, "data_seed", "?")),
+                             "real_fraction": float(param(r, "real_fraction", 1.0)),
+                             "synthetic_class_mix": str(param(r, "synthetic_class_mix", "balanced")),
+                             "filter": f"{param(r, 'filter_policy', 'none')} {float(param(r, 'keep_fraction', 1.0)):g}",
+                             # ratio 0 fills no slot: the same training set in both arms, one shared baseline
+                             "pool": str(param(r, "pool", SYNTHETIC)) if ratio > 0 else SYNTHETIC,
                              "testset": ts, "metric": m, "value": float(v), "run_id": r["run_id"]})
     return pd.DataFrame(rows, columns=["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix",
-                                       "filter", "testset", "metric", "value", "run_id"])
+                                       "filter", "pool", "testset", "metric", "value", "run_id"])
 
 
 def tidy_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
@@ -147,7 +89,7 @@ def tidy_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
     # a re-run of the same (condition, ratio, replicate) supersedes the older one (runs come newest first)
     df = every.drop_duplicates(CONDITION + ["ratio"] + REPLICATE, keep="first")
     kept = set(df.run_id)
-    names = dict(zip(runs["run_id"], (_run_name(r) for _, r in runs.iterrows()))) if len(runs) else {}
+    names = dict(zip(runs["run_id"], (run_name(r) for _, r in runs.iterrows()))) if len(runs) else {}
     newest = every[every.run_id.isin(kept)].drop_duplicates(CELL).set_index(CELL).run_id
     skipped = []
     for run_id, g in every[~every.run_id.isin(kept)].groupby("run_id", sort=False):
@@ -193,22 +135,34 @@ def paired_effect(diff: np.ndarray, span: float, level: float = 0.95) -> dict:
     return out
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    if "filter" not in df.columns:  # per-run tables exported before the filter stage: every synthetic image
+def _with_defaults(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-run tables exported before the filter stage (every synthetic image) or the control arm."""
+    if "filter" not in df.columns:
         df = df.assign(filter="none 1")
+    return df if "pool" in df.columns else df.assign(pool=SYNTHETIC)
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    df = _with_defaults(df)
+    pool_at = CONDITION.index("pool")
+    baselines = {key: g for key, g in df[df.ratio == 0.0].groupby(CONDITION)}
     out = []
     for key, cond in df.groupby(CONDITION):
         lo, hi = metric_range(key[2])
-        base = cond[cond.ratio == 0.0]
+        # the control arm's ratio-0 runs are the synthetic arm's (no slot is filled at ratio 0)
+        base = baselines.get(key[:pool_at] + (SYNTHETIC,) + key[pool_at + 1:], cond.iloc[:0])
         for ratio, g in cond.groupby("ratio"):
             ci = bounded_interval(g.value.to_numpy(), lo, hi)
             row = dict(zip(CONDITION, key)) | {"ratio": ratio, "replicates": len(g), "mean": g.value.mean(),
                                                  "ci95_low": ci[0], "ci95_high": ci[1]}
             if ratio != 0.0:
                 paired = g.merge(base, on=REPLICATE, suffixes=("", "_0"))
-                eff = paired_effect((paired.value - paired.value_0).to_numpy(), hi - lo)
+                diff = (paired.value - paired.value_0).to_numpy()
+                eff = paired_effect(diff, hi - lo)
+                # the smallest effect these pairs could have shown (80 % power, alpha 0.05 before Holm)
+                eff["mde80"] = detectable_effect(float(diff.std(ddof=1)), len(diff)) if len(diff) > 1 else np.nan
             else:
-                eff = paired_effect(np.zeros(0), hi - lo)
+                eff = paired_effect(np.zeros(0), hi - lo) | {"mde80": np.nan}
             out.append(row | {f"effect_{k}" if k in ("pairs",) else k: v for k, v in eff.items()})
     s = pd.DataFrame(out)
     s["p_holm"] = np.nan
@@ -242,6 +196,37 @@ def _fmt_level(r: pd.Series) -> str:
     return cell + (f" [{r.ci95_low:.3f}, {r.ci95_high:.3f}]" if not math.isnan(r.ci95_low) else "")
 
 
+def _fmt_mde(r) -> str:
+    """The detectable effect, or that none inside the metric's range is (a t-test of 3 noisy pairs)."""
+    lo, hi = metric_range(r.metric)
+    if math.isnan(r.mde80):
+        return ""
+    return f"+-{r.mde80:.3f}" if r.mde80 <= hi - lo else f"none (> {hi - lo:g})"
+
+
+def _efficiency_lines(df: pd.DataFrame) -> list[str]:
+    """The control arm's section: how much of the gain of new real images the synthetic ones give."""
+    e = synthetic_efficiency(df)
+    if e.empty:
+        return []
+    lines = ["## Synthetic efficiency against held-out real images", "",
+             "Both arms at the same ratio, class mix and counts: the synthetic arm's images come from the generator, "
+             "the control arm's from real training groups the classifier would not otherwise see (what a perfect "
+             "generator would give). Efficiency = synthetic effect / control effect against ratio 0 on the same "
+             "replicates [95 % bootstrap interval]: 1 = as good as new real images, 0 = no gain.", "",
+             "| model | test set | metric | ratio | real fraction | pairs | synthetic effect | control effect | "
+             "efficiency |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in e.itertuples(index=False):
+        eff = "" if math.isnan(r.efficiency) else f"{r.efficiency:.2f}"
+        if not math.isnan(r.efficiency_low):
+            eff += f" [{r.efficiency_low:.2f}, {r.efficiency_high:.2f}]"
+        if not r.control_sees_an_effect:
+            eff += " (the control arm shows no effect: this study cannot see at this size)"
+        lines.append(f"| {r.model} | {testset_name(r.testset)} | {r.metric} | {r.ratio:g} | {r.real_fraction:g} | "
+                     f"{r.pairs} | {r.effect_synthetic:+.3f} | {r.effect_control:+.3f} | {eff} |")
+    return lines + [""]
+
+
 def _fmt_effect(r: pd.Series) -> str:
     if math.isnan(r.delta):
         return ""
@@ -267,8 +252,11 @@ def markdown(df: pd.DataFrame, s: pd.DataFrame) -> str:
         lines += ["", f"**No intervals**: at most {reps} replicate(s) per cell; a t-interval needs at least "
                   f"{MIN_REPLICATES_FOR_INTERVAL} to mean anything (with 2 it spans +-12.7 standard deviations)."]
     lines.append("")
-    for (model, ts, mix, frac, filt), g in s.groupby(["model", "testset", "synthetic_class_mix", "real_fraction", "filter"]):
-        title = f"## {model} on {ts}" + (" (synthetic part 50/50: class mix confounded with origin)" if mix == "balanced" else "")
+    lines += _efficiency_lines(_with_defaults(df))
+    for (model, ts, mix, pool, frac, filt), g in s.groupby(["model", "testset", "synthetic_class_mix", "pool",
+                                                           "real_fraction", "filter"]):
+        title = f"## {model} on {ts}" + CONFOUNDED.get(mix, "") + (
+            " (control arm: held-out real images in the synthetic slots)" if pool == CONTROL else "")
         lines += [title + (f", real_fraction {frac:g}" if frac != 1.0 else "") + f", filter {filt}", "",
                   "| ratio | replicates | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
         by = {(r.ratio, r.metric): r for r in g.itertuples(index=False)}
@@ -276,10 +264,17 @@ def markdown(df: pd.DataFrame, s: pd.DataFrame) -> str:
         for ratio in ratios:
             cells = [_fmt_level(pd.Series(by[(ratio, m)]._asdict())) if (ratio, m) in by else "" for m in METRICS]
             lines.append(f"| {ratio:g} | {int(g[g.ratio == ratio].replicates.max())} | " + " | ".join(cells) + " |")
-        if len(ratios) > 1 and 0.0 in ratios:
+        effects = [r for r in ratios if r > 0 and g[g.ratio == r].delta.notna().any()]
+        if effects:
             lines += ["", "Effect against ratio 0:", "", "| ratio | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-            for ratio in ratios[1:]:
+            for ratio in effects:
                 cells = [_fmt_effect(pd.Series(by[(ratio, m)]._asdict())) if (ratio, m) in by else "" for m in METRICS]
+                lines.append(f"| {ratio:g} | " + " | ".join(cells) + " |")
+            lines += ["", "Smallest effect these pairs detect (80 % power, paired t-test, alpha 0.05 before Holm): an "
+                      "effect reported as none may still be as large as this.", "",
+                      "| ratio | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+            for ratio in effects:
+                cells = [_fmt_mde(by[(ratio, m)]) if (ratio, m) in by else "" for m in METRICS]
                 lines.append(f"| {ratio:g} | " + " | ".join(cells) + " |")
         gaps = [m for m in GAP_METRICS if (g.metric == m).any()]
         if gaps:
@@ -297,7 +292,7 @@ METRIC_TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy
                  "sensitivity": "sensitivity (malignant found)", "specificity": "specificity (benign cleared)",
                  "f1": "F1 of malignant", "auc": "AUROC", "pauc80": "pAUC above 80 % sensitivity (at most 0.2)"}
 FILTER_SCORES = {"realism": "realism", "label": "label probability", "combined": "realism and label probability"}
-LINE = ["model", "synthetic_class_mix", "real_fraction", "filter"]  # one line of the sweep figure per value
+LINE = ["model", "synthetic_class_mix", "real_fraction", "filter", "pool"]  # one line of the sweep figure per value
 HEADLINE_METRIC = "auc"
 DODGE = 0.012  # ratio units between the lines' points at one ratio, so their intervals sit side by side
 
@@ -319,10 +314,15 @@ def filter_title(filt: str) -> str:
     return f"near-copies dropped, best {keep_fraction:.0%} kept by {FILTER_SCORES.get(policy, policy)}"
 
 
-def _part_titles(model: str, mix: str, frac: float, filt: str) -> tuple[str, str, str, str]:
-    return (model, "synthetic classes 50/50" if mix == "balanced" else "synthetic class mix as in the real set",
+POOL_TITLE = "synthetic images"
+MIX_TITLES = {"balanced": "synthetic classes 50/50", "minority": "synthetic images of the minority class only"}
+
+
+def _part_titles(model: str, mix: str, frac: float, filt: str, pool: str = SYNTHETIC) -> tuple[str, ...]:
+    return (model, MIX_TITLES.get(mix, "synthetic class mix as in the real set"),
             "all real training images" if frac == 1.0 else f"{frac:.0%} of the real training images",
-            filter_title(filt))
+            filter_title(filt),
+            "held-out real images in the synthetic slots (control)" if pool == CONTROL else POOL_TITLE)
 
 
 def line_labels(s: pd.DataFrame) -> tuple[dict[tuple, str], str]:
@@ -334,7 +334,9 @@ def line_labels(s: pd.DataFrame) -> tuple[dict[tuple, str], str]:
     if not any(varies):
         varies[0] = True  # a single line is still named by its model
     labels = {k: ", ".join(p[i] for i in range(len(LINE)) if varies[i]) for k, p in parts.items()}
-    shared = [p for i, p in enumerate(parts[keys[0]]) if not varies[i]] if keys else []
+    # every line of synthetic images (no control arm): nothing to say about the pool
+    shared = [p for i, p in enumerate(parts[keys[0]]) if not varies[i] and not (LINE[i] == "pool" and p == POOL_TITLE)
+              ] if keys else []
     return labels, ("every line: " + "; ".join(shared)) if shared else ""
 
 
@@ -446,26 +448,25 @@ def sweep_figure(s: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> plt.Fig
 
 
 def plot_curves(s: pd.DataFrame, out_png: Path, metrics: tuple[str, ...] = METRICS) -> None:
-    fig = sweep_figure(s, metrics)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    save_figure(sweep_figure(s, metrics), out_png)
 
 
 def grid(s: pd.DataFrame) -> pd.DataFrame:
     """Mean of the grid metrics per (model, test set, mix) over ratio x real_fraction."""
     g = s[s.metric.isin(GRID_METRICS)]
-    return g.pivot_table(index=["model", "testset", "synthetic_class_mix", "filter", "metric", "real_fraction"],
+    return g.pivot_table(index=["model", "testset", "synthetic_class_mix", "pool", "filter", "metric", "real_fraction"],
                          columns="ratio", values="mean")
 
 
 def plot_grid(s: pd.DataFrame, out_png: Path) -> None:
-    panels = list(s[s.metric.isin(GRID_METRICS)].groupby(["model", "testset", "synthetic_class_mix", "metric", "filter"]))
+    panels = list(s[s.metric.isin(GRID_METRICS)].groupby(["model", "testset", "synthetic_class_mix", "metric", "filter",
+                                                          "pool"]))
     if not panels:
         return
     cols = 2
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 2.6 * rows), squeeze=False)
-    for ax, ((model, ts, mix, metric, filt), g) in zip(axes.flat, panels):
+    for ax, ((model, ts, mix, metric, filt, pool), g) in zip(axes.flat, panels):
         t = g.pivot_table(index="real_fraction", columns="ratio", values="mean").sort_index(ascending=False)
         im = ax.imshow(t.to_numpy(), vmin=metric_range(metric)[0], vmax=metric_range(metric)[1], cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(t.to_numpy()):
@@ -473,14 +474,14 @@ def plot_grid(s: pd.DataFrame, out_png: Path) -> None:
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
         ax.set(xticks=range(t.shape[1]), xticklabels=[f"{c:g}" for c in t.columns], yticks=range(t.shape[0]),
                yticklabels=[f"{r:g}" for r in t.index], xlabel="ratio", ylabel="real fraction",
-               title=f"{model} {ts} {metric}" + ("" if mix == "match_real" else f" ({mix})") + f"\n{filter_title(filt)}")
+               title=f"{model} {ts} {metric}" + ("" if mix == "match_real" else f" ({mix})")
+               + (" control" if pool == CONTROL else "") + f"\n{filter_title(filt)}")
         ax.title.set_fontsize(8)
         fig.colorbar(im, ax=ax, fraction=0.04)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_png)
 
 
 # every file a report folder's study consists of (subgroup_gap.png only where gap metrics were logged)
@@ -491,15 +492,15 @@ RUNS_FILE = STUDY_FILES[0]
 
 def cells(df: pd.DataFrame) -> set[tuple]:
     """The study's run cells, in one canonical form (a CSV read back and a fresh tidy() compare equal)."""
-    if "filter" not in df.columns:  # per-run tables exported before the filter stage
-        df = df.assign(filter="none 1")
-    return {(str(m), round(float(r), 6), int(s), str(d), round(float(f), 6), str(x), str(flt))
-            for m, r, s, d, f, x, flt in df[CELL].drop_duplicates().itertuples(index=False)}
+    df = _with_defaults(df)
+    return {(str(m), round(float(r), 6), int(s), str(d), round(float(f), 6), str(x), str(flt), str(pool))
+            for m, r, s, d, f, x, flt, pool in df[CELL].drop_duplicates().itertuples(index=False)}
 
 
 def _describe(cell: tuple) -> str:
-    model, ratio, seed, data_seed, frac, mix, filt = cell
-    return f"{model} ratio {ratio:g} seed {seed} data_seed {data_seed} real_fraction {frac:g} {mix} filter {filt}"
+    model, ratio, seed, data_seed, frac, mix, filt, pool = cell
+    return (f"{model} ratio {ratio:g} seed {seed} data_seed {data_seed} real_fraction {frac:g} {mix} filter {filt}"
+            + (" control arm" if pool == CONTROL else ""))
 
 
 class StudyExists(UserError):

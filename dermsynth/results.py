@@ -24,15 +24,13 @@ from typing import Any
 
 import pandas as pd
 
+from dermsynth.testset_names import testset_name, testsets
+
 WIDTH = 120  # every printed line fits a terminal this wide
 HEADLINE = ("auc", "balanced_accuracy", "sensitivity", "specificity", "pauc80")
 LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "sensitivity": "sensitivity",
          "specificity": "specificity", "f1": "F1", "auc": "AUROC", "pauc80": "pAUC80"}
 PROSE = ("balanced_accuracy",)  # named in full in a sentence, abbreviated only as a column header
-TESTSET_NAME = {"isic": "ISIC", "ham10000": "HAM10000"}
-# a test set is a key prefix with all three: the training curves (val_auc) and best_val_auc, which
-# MLflow holds beside the test metrics, have no sensitivity or specificity
-TESTSET_MARKERS = ("auc", "sensitivity", "specificity")
 ZERO = 1e-9  # metrics are ratios of image counts: anything this close to 0 or 1 is exactly it
 
 
@@ -40,24 +38,6 @@ def model_slug(name: str) -> str:
     """dermsynth.classify.models.model_slug, which imports torch and timm with its module (several
     seconds for a command that reads three JSON files); tests/unit/test_results.py holds them equal."""
     return name.replace("/", "_").replace(":", "_")
-
-
-def testset_name(ts: str) -> str:
-    return TESTSET_NAME.get(ts, ts.upper())
-
-
-def testsets(keys: Iterable[str], prefix: str = "") -> list[str]:
-    """The test sets of a metrics file (prefix "") or of MLflow columns (prefix "metrics."), from their
-    `<testset>_<metric>` keys: the project's own first, in their usual order, then any other."""
-    keys = {k[len(prefix):] for k in keys if k.startswith(prefix)}
-    found = {k[:-len("_auc")] for k in keys if k.endswith("_auc")}
-    return in_order(ts for ts in found if all(f"{ts}_{m}" in keys for m in TESTSET_MARKERS))
-
-
-def in_order(names: Iterable[str]) -> list[str]:
-    """Test set names, the project's own first in their usual order, then the external ones by name."""
-    found = set(names)
-    return [ts for ts in TESTSET_NAME if ts in found] + sorted(found - set(TESTSET_NAME))
 
 
 @dataclass(frozen=True)
@@ -406,7 +386,7 @@ def ratio_report(runs: pd.DataFrame, since: pd.Timestamp | None = None,
     the seeds of the study's runs in [since, until); the conditions of the ratio report (real fraction,
     class mix, filter) split the rows where they vary."""
     from dermsynth.errors import UserError
-    from dermsynth.report import screen_runs  # the study's runs as `dermsynth report` chooses them
+    from dermsynth.runs import screen_runs  # the study's runs as `dermsynth report` chooses them
 
     kept, skipped = screen_runs(runs, since, until)
     df = study_runs(kept) if len(kept) else pd.DataFrame()

@@ -7,12 +7,10 @@ clone's `dvc repro` change `dvc.lock` and the committed reports. They go to
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from dermsynth.files import write_json
 
 
 def write_timings(stage: str, timings: dict, reports: str | Path = "reports") -> Path:
-    out = Path(reports) / "timings" / f"{stage}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(timings, indent=2) + "\n")
-    return out
+    return write_json(Path(reports) / "timings" / f"{stage}.json", timings)

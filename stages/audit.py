@@ -1,5 +1,4 @@
 """Stage audit: memorisation, fidelity and skin tone of the synthetic set in the fixed feature space -> reports/audit/."""
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +8,8 @@ from dermsynth.audit.run import PARAM_KEYS, AuditConfig, audit, near_copy_sheet,
 from dermsynth.config import from_block
 from dermsynth.diffusion.preview import real_vs_synthetic
 from dermsynth.errors import UserError
+from dermsynth.files import write_json
+from dermsynth.plotting import save_figure
 from dermsynth.timings import write_timings
 from stages._common import main
 
@@ -24,12 +25,12 @@ def run(params: dict) -> None:
     real_vs_synthetic(manifest, synthetic, 8, params["data_seed"]).save(out / "real_vs_synthetic.png")
     sheet = near_copy_sheet(result["memorization"], manifest, synthetic, cfg.near_copy_pairs,
                             distance_max=result["summary"]["distance_threshold"], phash_max=cfg.phash_max)
-    sheet.savefig(out / "near_copies.png", dpi=90)
+    save_figure(sheet, out / "near_copies.png", dpi=90)
     with result["timer"].step("skin tone"):  # did each LoRA keep the real skin-tone mix?
         tones = skin_tone.measure(manifest[manifest.split == "train"], synthetic, workers=cfg.workers)
         tones.to_csv(out / "skin_tone.csv", index=False)
         skin_tone.histogram(tones, out / "ita_histogram.png")
-        (out / "skin_tone.json").write_text(json.dumps(skin_tone.distances(tones), indent=2) + "\n")
+        write_json((out / "skin_tone.json"), skin_tone.distances(tones))
     write_timings("audit", result["timer"].times, paths["reports"])
     s = result["summary"]
     print(f"audit: {s['near_copies']} near-copies of {s['synthetic_images']} ({s['near_copy_rate']:.2%}); "

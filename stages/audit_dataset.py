@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from dermsynth.files import write_json
 from stages._common import main
 
 
@@ -27,7 +28,7 @@ def run(params: dict) -> None:
 
         ds = build_from_outputs(params)
         info = {"built": True, "dataset": ds.name, **dataset_counts(ds.name)}
-    out.write_text(json.dumps(info, indent=2) + "\n")
+    write_json(out, info)
     print(json.dumps(info))
 
 

@@ -15,6 +15,7 @@ from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.data import load_images
 from dermsynth.diffusion.pretrain import PretrainConfig, pretrain_unet, pretrain_vae
 from dermsynth.diffusion.tiny import TinyConfig, build_tiny_pipeline
+from dermsynth.files import write_json
 from dermsynth.parallel import torch_threads
 from stages._common import main
 
@@ -47,7 +48,7 @@ def run(params: dict) -> None:
     save_resolved(resolved, OUT / "dermsynth_config.json")
     rep = Path(params["paths"]["reports"]) / "base_model"
     rep.mkdir(parents=True, exist_ok=True)
-    (rep / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json((rep / "summary.json"), report)
     print(json.dumps(report, indent=2))
 
 

@@ -13,11 +13,17 @@ from dermsynth.classify.models import model_slug
 from dermsynth.classify.subgroups import subgroup_metrics, worst_and_gap
 from dermsynth.classify.train import TrainConfig, load_classifier, transforms
 from dermsynth.contracts import ATTRIBUTES, EXTERNAL_ATTRIBUTES
+from dermsynth.files import write_json
 from stages._common import main
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, dtype={"image_id": str})
+
+
+def _reported(manifest: pd.DataFrame) -> tuple[str, ...]:
+    """The archive-reported skin-type attributes a manifest has any value of (contracts.EXTERNAL_ATTRIBUTES)."""
+    return tuple(a for a in EXTERNAL_ATTRIBUTES if a in manifest and (manifest[a].astype(str) != "").any())
 
 
 def run(params: dict) -> None:
@@ -40,15 +46,15 @@ def run(params: dict) -> None:
     pred[outside].to_csv(rep / "predictions" / f"{slug}_external.csv", index=False)
     # per patient group, recomputable from the predictions joined with the manifest on image_id; each external
     # set on its own (its ids are its own), by the skin type its archive reports as well
-    tables = [subgroup_metrics(pred[~outside], manifest, e["bootstrap"], params["seed"])]
+    tables = [subgroup_metrics(pred[~outside], manifest, e["bootstrap"], params["seed"],
+                               attributes=ATTRIBUTES + _reported(manifest))]
     for n, df in external.items():
-        own = tuple(a for a in EXTERNAL_ATTRIBUTES if (df[a] != "").any())
         tables.append(subgroup_metrics(pred[pred.testset == n], df, e["bootstrap"], params["seed"],
-                                       attributes=ATTRIBUTES + own))
+                                       attributes=ATTRIBUTES + _reported(df)))
     subgroups = pd.concat(tables, ignore_index=True)
     subgroups.to_csv(rep / "metrics" / f"{slug}_subgroups.csv", index=False)
     metrics |= worst_and_gap(subgroups)
-    (rep / "metrics" / f"{slug}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json((rep / "metrics" / f"{slug}.json"), metrics)
     roc_table(pred).to_csv(rep / "plots" / slug / "roc.csv", index=False)
     confusion_table(pred).to_csv(rep / "plots" / slug / "confusion.csv", index=False)
     png = rep / "plots" / slug / "roc_confusion.png"

@@ -10,6 +10,7 @@ from dermsynth.data.preprocess import prep_config
 from dermsynth.data.sources.isic_archive import ArchivePolicy
 from dermsynth.data.testsets import prepare_external, summarise
 from dermsynth.errors import UserFileError
+from dermsynth.files import write_json
 from dermsynth.paths import replace_output_dir
 from stages._common import main
 
@@ -36,7 +37,7 @@ def run(params: dict) -> None:
     reports.mkdir(parents=True, exist_ok=True)
     every = pd.concat(quarantines, ignore_index=True) if quarantines else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     every.to_csv(reports / "external_quarantine.csv", index=False)
-    (reports / "external.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json((reports / "external.json"), summary)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Stage filter: score every synthetic image and keep the ones the classifiers may draw (data/filter/scores.csv)."""
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dermsynth.config import from_block
+from dermsynth.files import write_json
 from dermsynth.filter import FilterConfig, score_synthetic, summary
 from stages._common import main
 
@@ -30,7 +30,7 @@ def run(params: dict) -> None:
     s = summary(scores, cfg)
     rep = Path(paths["reports"]) / "filter"
     rep.mkdir(parents=True, exist_ok=True)
-    (rep / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
+    write_json((rep / "summary.json"), s)
     print(f"filter ({cfg.policy}, keep_fraction {cfg.keep_fraction}): kept {s['kept']} of {s['synthetic_images']} "
           f"synthetic images; dropped {s['dropped'] or 'none'}")
 

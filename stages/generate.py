@@ -10,6 +10,7 @@ import pandas as pd
 from dermsynth.config import from_block, save_resolved
 from dermsynth.contracts import QUARANTINE_COLUMNS
 from dermsynth.diffusion.preview import real_vs_synthetic
+from dermsynth.files import write_json
 from dermsynth.synthetic_source import LORA_SOURCE, is_lora_source
 from dermsynth.timings import write_timings
 from stages._common import main, relaunch, under_launcher
@@ -61,7 +62,7 @@ def run(params: dict) -> None:
     if summary is None:  # a relaunch, or a process of several that is not the main one
         return
     write_timings("generate", summary.pop("timings"), params["paths"]["reports"])
-    (rep / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json((rep / "summary.json"), summary)
     real = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False)
     synthetic = pd.read_csv(out / "metadata.csv", keep_default_na=False)
     real_vs_synthetic(real, synthetic, 8, params["data_seed"]).save(rep / "real_vs_synthetic.png")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from dermsynth.data.ingest import UnrecognisedFolderError, check_usable, format_summary, ingest
 from dermsynth.data.sources.isic_archive import ArchivePolicy
+from dermsynth.files import write_json
 from stages._common import main
 
 
@@ -26,7 +27,7 @@ def run(params: dict) -> None:
     result.quarantine.to_csv(Path(paths["reports"]) / "quarantine.csv", index=False)
     result.duplicates.to_csv(Path(paths["reports"]) / "duplicates.csv", index=False)
     summary = result.summary()
-    report.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(report, summary)
     print(format_summary(summary))
     check_usable(result, p["max_quarantine_fraction"])
 

@@ -6,9 +6,10 @@ import cv2
 import pandas as pd
 
 from dermsynth.config import save_resolved
-from dermsynth.data.hair_score import score_centring, score_hair_removal
 from dermsynth.data.prepare import build_manifest, example_grid, preprocess_all
 from dermsynth.data.preprocess import SET_KEYS, prep_config
+from dermsynth.demo.hair_score import score_centring, score_hair_removal
+from dermsynth.files import write_json
 from dermsynth.paths import replace_output_dir
 from stages._common import main
 
@@ -27,7 +28,7 @@ def run(params: dict) -> None:
     save_resolved({**vars(cfg), **split, "seed": params["data_seed"]}, prepared / "config.json")
     summary["hair_removal"] = score_hair_removal(cfg, seed=params["data_seed"])
     summary["centring_on_phantoms"] = score_centring(cfg, seed=params["data_seed"])
-    (reports / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json((reports / "summary.json"), summary)
     grid = example_grid(interim, Path(paths["raw"]), cfg, seed=params["data_seed"])
     cv2.imwrite(str(reports / "examples.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     print(json.dumps(summary, indent=2))

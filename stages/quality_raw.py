@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.config import from_block
-from dermsynth.data.ingest import SOURCES
+from dermsynth.params import SOURCES
 from dermsynth.quality.gate import run_gate
 from dermsynth.quality.suites import QualityConfig, label_stats, raw_suite
 from stages._common import main

@@ -12,21 +12,24 @@ import pandas as pd
 import torch
 from accelerate import PartialState
 
-from dermsynth.classify.mixing import MixConfig, mix
+from dermsynth.classify.mixing import HELD_OUT, MixConfig, mix
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.settings import model_settings
 from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
+from dermsynth.files import write_json
 from dermsynth.filter import kept_images
 from dermsynth.params import check_model_names
 from dermsynth.tracking import CONDITION_TAG, MODEL_TAG, RUN_FILE, condition_key, model_digest, start_run
 from stages._common import main, relaunch, under_launcher
 
 
-def short_run_name(model: str, ratio: float, seed: int, real_fraction: float = 1.0) -> str:
-    """A run name the MLflow table shows whole: `vit_tiny ratio=0.75 s=1` (ViT patch/size suffixes dropped)."""
+def short_run_name(model: str, ratio: float, seed: int, real_fraction: float = 1.0, pool: str = "synthetic") -> str:
+    """A run name the MLflow table shows whole: `vit_tiny ratio=0.75 s=1` (ViT patch/size suffixes dropped);
+    the control arm's runs end in `held-out real`."""
     short = re.sub(r"_patch\d+_\d+$", "", model)
-    return f"{short} ratio={ratio:g} s={seed}" + (f" rf={real_fraction:g}" if real_fraction < 1 else "")
+    return (f"{short} ratio={ratio:g} s={seed}" + (f" rf={real_fraction:g}" if real_fraction < 1 else "")
+            + (" held-out real" if pool == HELD_OUT else ""))
 
 
 def run(params: dict) -> None:
@@ -60,11 +63,11 @@ def run(params: dict) -> None:
     # the per-class counts are params too: they say what the run was, and the report reads them
     run_params = {"ratio": ratio, "model": name, "seed": cfg.seed, "data_seed": params["data_seed"],
                   "real_fraction": mix_cfg.real_fraction, "synthetic_class_mix": mix_cfg.synthetic_class_mix,
-                  "mixing": vars(mix_cfg), "counts": counts, "processes": processes,
+                  "pool": mix_cfg.pool, "mixing": vars(mix_cfg), "counts": counts, "processes": processes,
                   "filter_policy": params["filter"]["policy"], "keep_fraction": params["filter"]["keep_fraction"],
                   "synthetic_kept": len(synthetic), "init": "pretrained" if cfg.pretrained_file else "random",
                   **vars(cfg)}
-    run_name = short_run_name(name, ratio, cfg.seed, mix_cfg.real_fraction)
+    run_name = short_run_name(name, ratio, cfg.seed, mix_cfg.real_fraction, mix_cfg.pool)
     if not cfg.pretrained_file:  # offline nothing is downloaded: say it, in the log, the run and the card
         print(f"WARNING: {name} starts from random weights (no train.pretrained_file); give local ImageNet "
               "weights for a pre-trained start")
@@ -75,13 +78,13 @@ def run(params: dict) -> None:
         mlflow.log_metrics({"best_val_auc": summary["best_val_auc"], "train_images_per_second": summary["images_per_second"],
                             "train_seconds": summary["seconds"]})
         # the run's params beside the weights: what the track stage finds this run by, or logs it from
-        (out / RUN_FILE).write_text(json.dumps({"name": run_name, "params": run_params}, indent=2, default=str) + "\n")
+        write_json((out / RUN_FILE), {"name": run_name, "params": run_params}, default=str)
         mlflow.set_tags({MODEL_TAG: model_digest(out), CONDITION_TAG: condition_key(out)})
         run_id = active.info.run_id
     save_resolved({"train": vars(cfg), "mixing": vars(mix_cfg), "ratio": ratio}, out / "config.json")
     # no timings and no run id in the DVC output: its files must be the same on every identical run
     kept = {k: v for k, v in summary.items() if k not in ("seconds", "images_per_second")}
-    (out / "summary.json").write_text(json.dumps({**kept, **counts}, indent=2) + "\n")
+    write_json((out / "summary.json"), {**kept, **counts})
     print(f"{name}: best val AUROC {summary['best_val_auc']:.4f} at epoch {summary['best_epoch']}, "
           f"{summary['images_per_second']:.0f} training images/s, MLflow run {run_id}")
 

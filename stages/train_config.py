@@ -3,11 +3,11 @@
 It re-runs on any change to the train block, the classifier seed or the prepared size, but its file
 changes only when this model's settings do; `train@<model>` depends on the file, not on the keys."""
 import argparse
-import json
 from pathlib import Path
 
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.settings import model_settings
+from dermsynth.files import write_json
 from stages._common import main
 
 
@@ -17,7 +17,7 @@ def run(params: dict) -> None:
     name = ap.parse_args().model
     out = Path(params["paths"]["reports"]) / "train_config" / f"{model_slug(name)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(model_settings(params, name), indent=2, sort_keys=True) + "\n")
+    write_json(out, model_settings(params, name), sort_keys=True)
     print(f"{name}: {out}")
 
 

@@ -12,6 +12,7 @@ import torch
 from dermsynth.config import from_block, save_resolved
 from dermsynth.diffusion.lora import LoraTrainConfig, train_lora
 from dermsynth.diffusion.preview import lora_samples_grid
+from dermsynth.files import write_json
 from dermsynth.parallel import torch_threads
 from dermsynth.timings import write_timings
 from stages._common import main
@@ -42,7 +43,7 @@ def run(params: dict) -> None:
                       params["data_seed"], rep / "samples.png")
     summary = {"label": label, "steps": res.steps,
                "final_loss": sum(res.losses[-20:]) / max(len(res.losses[-20:]), 1), "instance_images": len(paths)}
-    (rep / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json((rep / "summary.json"), summary)
     # where this run started depends on .work/, not on the inputs: a log line, not a versioned output
     write_timings(f"train_lora_{label}", {"resumed_from_step": res.resumed_from}, params["paths"]["reports"])
     print(json.dumps({**summary, "resumed_from": res.resumed_from}, indent=2))

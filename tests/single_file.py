@@ -3,7 +3,7 @@
 The inverse of diffusers' `from_single_file`, generalised from diffusers'
 scripts/convert_diffusers_to_original_stable_diffusion.py (hard-coded there for SD1.5's four
 blocks of two layers) to any block count and layers per block, so the tiny model round-trips
-too. Used to test single-file loading, and to hand a model to AUTOMATIC1111 / ComfyUI.
+too. Test code: it makes the tiny stand-ins of single-file SD1.5 checkpoints that base_model loads.
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from dermsynth.classify.train import TrainConfig, load_classifier
 from dermsynth.errors import UserFileError
+from dermsynth.files import write_json
 
 
 class BackboneFeatures(torch.nn.Module):
@@ -74,7 +75,7 @@ def build_feature_model(manifest, out_dir: str | Path, model: str, img_size: int
     if weights:
         pretrained_embedder(model, weights, img_size)  # fails here, clearly, if the file does not load
         conf = {"kind": "pretrained", "model": model, "file": str(weights), "img_size": img_size}
-        (out / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
+        write_json((out / "config.json"), conf)
         return conf
     from dermsynth.classify.train import train_classifier
 
@@ -82,7 +83,7 @@ def build_feature_model(manifest, out_dir: str | Path, model: str, img_size: int
     summary = train_classifier(manifest[manifest.split == "train"], manifest[manifest.split == "val"], cfg, out, root=root)
     summary.pop("seconds", None), summary.pop("images_per_second", None)  # timings would make the output vary
     conf = {"kind": "trained_on_real", "train": vars(cfg), "summary": summary}
-    (out / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
+    write_json((out / "config.json"), conf)
     return conf
 
 

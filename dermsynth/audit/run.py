@@ -5,7 +5,6 @@ the FiftyOne dataset (which does show predictions) is built by its own stage.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from dermsynth.audit.memorization import flag_near_copies, heldout_threshold, ne
 from dermsynth.audit.tstr import classification_accuracy_score
 from dermsynth.contracts import MEMORIZATION_COLUMNS
 from dermsynth.data.dedup import phash64
+from dermsynth.files import write_json
 from dermsynth.parallel import pmap
 
 
@@ -178,6 +178,6 @@ def near_copy_sheet(mem: pd.DataFrame, manifest: pd.DataFrame, synthetic: pd.Dat
 def write_outputs(result: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     result["memorization"].to_csv(out_dir / "memorization.csv", index=False)
-    (out_dir / "fidelity.json").write_text(json.dumps(result["fidelity"], indent=2) + "\n")
-    (out_dir / "summary.json").write_text(json.dumps(result["summary"], indent=2) + "\n")
+    write_json((out_dir / "fidelity.json"), result["fidelity"])
+    write_json((out_dir / "summary.json"), result["summary"])
     np.save(out_dir / "embeddings.npy", result["embeddings"].astype(np.float32))

@@ -20,13 +20,15 @@ from PIL import Image  # noqa: E402
 from scipy.stats import wasserstein_distance  # noqa: E402
 
 from dermsynth.contracts import SKIN_TONE_COLUMNS  # noqa: E402
-from dermsynth.data.subgroups import ITA_BANDS, SKIN_TONES, ita, skin_tone  # noqa: E402
+from dermsynth.data.preprocess import image_ita  # noqa: E402
+from dermsynth.data.subgroups import ITA_BANDS, SKIN_TONES, skin_tone  # noqa: E402
 from dermsynth.parallel import pmap  # noqa: E402
+from dermsynth.plotting import save_figure  # noqa: E402
 
 
 def _crop_ita(root: Path, path: str) -> float:
     with Image.open(root / path) as im:
-        return ita(np.asarray(im.convert("RGB")), grow=0.0)
+        return image_ita(np.asarray(im.convert("RGB")), grow=0.0)
 
 
 def measure(real_train: pd.DataFrame, synthetic: pd.DataFrame, root: Path = Path("."), workers: int = 0) -> pd.DataFrame:
@@ -95,7 +97,4 @@ def histogram_figure(table: pd.DataFrame) -> plt.Figure:
 
 
 def histogram(table: pd.DataFrame, out_png: Path) -> None:
-    fig = histogram_figure(table)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    save_figure(histogram_figure(table), out_png)

@@ -19,7 +19,8 @@ from dermsynth.classify.metrics import binary_metrics, bootstrap_ci, youden_thre
 from dermsynth.classify.models import gradcam_target_layer  # noqa: E402
 from dermsynth.classify.train import predict  # noqa: E402
 from dermsynth.contracts import PREDICTION_COLUMNS  # noqa: E402
-from dermsynth.results import in_order, testset_name  # noqa: E402
+from dermsynth.plotting import save_figure  # noqa: E402
+from dermsynth.testset_names import in_order, testset_name  # noqa: E402
 
 
 def split_test_sets(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -157,10 +158,8 @@ def roc_confusion_figure(pred: pd.DataFrame, metrics: dict, model: str) -> plt.F
 
 
 def plot_roc_and_confusion(pred: pd.DataFrame, metrics: dict, title: str, out_png: Path) -> None:
-    fig = roc_confusion_figure(pred, metrics, title)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110, bbox_inches="tight")  # "tight" keeps the legend below the ROC axes
-    plt.close(fig)
+    # "tight" keeps the legend below the ROC axes
+    save_figure(roc_confusion_figure(pred, metrics, title), out_png, dpi=110, bbox_inches="tight")
 
 
 GRADCAM_CMAP = "jet"  # pytorch_grad_cam's show_cam_on_image colours with OpenCV's JET: the colour bar matches
@@ -218,7 +217,4 @@ def gradcam_grid(model: torch.nn.Module, transform, rows: pd.DataFrame, out_png:
     images = [np.asarray(Image.open(Path(root) / p).convert("RGB").resize(heat.shape[1:][::-1])) / 255.0
               for p in rows["path"]]
     name = model_name or type(model).__name__
-    fig = gradcam_figure(images, heat, list(rows["label"]), scores, threshold, name)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    save_figure(gradcam_figure(images, heat, list(rows["label"]), scores, threshold, name), out_png, dpi=110)

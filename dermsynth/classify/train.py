@@ -27,6 +27,7 @@ from dermsynth.classify.metrics import binary_metrics, youden_threshold
 from dermsynth.classify.models import create_classifier
 from dermsynth.errors import UserValueError
 from dermsynth.parallel import torch_threads
+from dermsynth.precision import resolve
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,8 @@ def predict(model: torch.nn.Module, df: pd.DataFrame, transform, batch_size: int
 
 def amp_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of `train.mixed_precision` on `device` (None = full fp32)."""
-    if mixed_precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
+    dtype = resolve(mixed_precision, "classifier", device.type == "cuda", "train.mixed_precision")
+    return None if dtype == torch.float32 else dtype
 
 
 def _batches(data: ImageTable, cfg: TrainConfig, g: torch.Generator, world: int, rank: int) -> BatchSampler:

@@ -90,6 +90,8 @@ def build_manifest(df: pd.DataFrame, phash_distance: int, val_fraction: float, t
             out[col] = "unknown"
     if "ita" not in out:
         out["ita"] = np.nan
+    # the archive's own word on skin type (ISIC Archive rows), kept beside the measured ITA; empty elsewhere
+    out["fitzpatrick_skin_type"] = out.get("fitzpatrick_skin_type", pd.Series("", index=out.index)).fillna("")
     for col in FINDINGS:  # manifests from before the field of view and segmentation: unknown
         if col not in out:
             out[col] = np.nan if col != "centring" else "unknown"
@@ -104,12 +106,21 @@ def build_manifest(df: pd.DataFrame, phash_distance: int, val_fraction: float, t
         "cross_source_duplicate_clusters": int((cross_src > 1).sum()),
         "splits": {s: {lab: int(n) for lab, n in g.groupby("label").size().items()} for s, g in out.groupby("split")},
         "skin_tone": {k: int(v) for k, v in out["skin_tone"].value_counts().sort_index().items()},
+        "fitzpatrick_vs_skin_tone": reported_vs_measured(out),
         "centring": {k: int(v) for k, v in out["centring"].value_counts().sort_index().items()},
         "upscale": _quantiles(out["upscale"]),
         "crop_px": _quantiles(out["crop_px"]),
         "rim_filled": _quantiles(out["rim_filled"]),
     }
     return out, summary
+
+
+def reported_vs_measured(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Images by reported Fitzpatrick type, then by measured ITA band: where the two disagree is where the
+    skin-tone estimate (or the archive's record) deserves a look. {} when no image reports a type."""
+    known = manifest[manifest["fitzpatrick_skin_type"].astype(str) != ""]
+    return {t: {band: int(n) for band, n in g["skin_tone"].value_counts().sort_index().items()}
+            for t, g in known.groupby("fitzpatrick_skin_type", sort=True)}
 
 
 def _quantiles(values: pd.Series) -> dict:

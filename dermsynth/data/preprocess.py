@@ -205,3 +205,16 @@ def prepare_image(img: np.ndarray, cfg: PrepConfig, raw_short: int = 0) -> Prepa
 def preprocess_image(img: np.ndarray, cfg: PrepConfig) -> np.ndarray:
     """Raw RGB image -> `cfg.size` square RGB image (prepare_image's picture alone)."""
     return prepare_image(img, cfg).image
+
+
+def image_ita(img: np.ndarray, min_pixels: int = MIN_SKIN_PIXELS, grow: float = 0.1,
+              method: str = PrepConfig.color_constancy) -> float:
+    """ITA (degrees) of the skin around the lesion of an RGB uint8 image (field of view, hair and lesion
+    found here); NaN when too little skin shows. `grow=0` for lesion-centred crops, where little skin
+    shows around the lesion. Medians of L* and b*: robust to leftover hair, freckles and reflections."""
+    fov = field_of_view(img)
+    cfg = PrepConfig()
+    hair = find_hair(img, cfg)
+    clean = cv2.inpaint(img, hair, cfg.inpaint_radius, cv2.INPAINT_TELEA) if hair.any() else img
+    lesion = segment(clean, fov)
+    return skin_ita(clean, fov, lesion.mask, hair, method, grow, min_pixels)

@@ -1,5 +1,7 @@
 """Patient-group attributes: anatomic site harmonised across archives, age bands, sex, and skin tone
-measured as the Individual Typology Angle (ITA) of the skin around the lesion.
+bands of the Individual Typology Angle (ITA) of the skin around the lesion (measured by
+dermsynth.data.preprocess.image_ita). A leaf module: the gates, the metrics and the readers use its
+vocabularies without the image code.
 
 ITA = arctan((L* - 50) / b*) in degrees, from CIELAB (Chardon et al., 1991). Bands after Del Bino et
 al. (2006): very light > 55, light 41-55, intermediate 28-41, tan 10-28, brown -30-10, dark < -30.
@@ -8,14 +10,6 @@ Unknown or missing values are `unknown`, never dropped.
 from __future__ import annotations
 
 import math
-
-import cv2
-import numpy as np
-
-from dermsynth.data.colour import ita_of_lab, ita_of_pixels  # noqa: F401 - the skin-tone API in one place
-from dermsynth.data.fov import field_of_view
-from dermsynth.data.lesion import segment
-from dermsynth.data.preprocess import MIN_SKIN_PIXELS, PrepConfig, find_hair, skin_ita
 
 UNKNOWN = "unknown"
 # (lower bound in degrees, band), highest first: a value on a bound belongs to the band above it
@@ -63,16 +57,3 @@ def skin_tone(ita_degrees: float) -> str:
     if ita_degrees is None or not math.isfinite(ita_degrees):
         return UNKNOWN
     return next(name for low, name in ITA_BANDS if ita_degrees >= low)
-
-
-def ita(img: np.ndarray, min_pixels: int = MIN_SKIN_PIXELS, grow: float = 0.1,
-        method: str = PrepConfig.color_constancy) -> float:
-    """ITA (degrees) of the skin around the lesion of an RGB uint8 image (field of view, hair and lesion
-    found here); NaN when too little skin shows. `grow=0` for lesion-centred crops, where little skin
-    shows around the lesion. Medians of L* and b*: robust to leftover hair, freckles and reflections."""
-    fov = field_of_view(img)
-    cfg = PrepConfig()
-    hair = find_hair(img, cfg)
-    clean = cv2.inpaint(img, hair, cfg.inpaint_radius, cv2.INPAINT_TELEA) if hair.any() else img
-    lesion = segment(clean, fov)
-    return skin_ita(clean, fov, lesion.mask, hair, method, grow, min_pixels)

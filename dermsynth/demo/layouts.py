@@ -392,8 +392,13 @@ def _republishable(isic2019: Path) -> tuple[str, str, bytes] | None:
     return None
 
 
+# the Fitzpatrick type a clinician would likely record for a skin of each ITA band (a rough, monotone
+# correspondence: ITA measures colour, Fitzpatrick the response to sun, so real records disagree at times)
+FITZPATRICK_OF_BAND = {"very_light": "I", "light": "II", "intermediate": "III", "tan": "IV", "brown": "V", "dark": "VI"}
+
+
 def _archive_row(isic_id: str, i: int, dx: str, image_type: str, manipulation: str, site: str,
-                 rng: np.random.Generator, size: tuple[int, int]) -> dict:
+                 rng: np.random.Generator, size: tuple[int, int], skin_ita: float | None = None) -> dict:
     """One image's metadata keys as the archive sends them: only what was recorded (isic-cli leaves the rest empty)."""
     row = {"isic_id": isic_id, "attribution": ARCHIVE_ATTRIBUTIONS[i % len(ARCHIVE_ATTRIBUTIONS)],
            "copyright_license": ARCHIVE_LICENCES[i % len(ARCHIVE_LICENCES)],
@@ -408,8 +413,8 @@ def _archive_row(isic_id: str, i: int, dx: str, image_type: str, manipulation: s
         row["image_manipulation"] = manipulation
     if image_type == "dermoscopic" and i % 2:
         row["dermoscopic_type"] = "contact polarized"
-    if i % 3 == 0:  # sparse, as in the archive
-        row["fitzpatrick_skin_type"] = ["I", "II", "III", "IV", "V", "VI"][i % 6]
+    if i % 3 == 0 and skin_ita is not None:  # sparse, as in the archive; the type of the skin drawn
+        row["fitzpatrick_skin_type"] = FITZPATRICK_OF_BAND[skin_tone(skin_ita)]
     if dx.startswith("Malignant:Malignant melanocytic"):
         row["melanocytic"] = True
     return row
@@ -431,10 +436,10 @@ def write_isic_archive(root: str | Path, seed: int = 0, isic2019: str | Path | N
     for i, (dx, image_type, manipulation, site) in enumerate(ISIC_ARCHIVE_ROWS):
         isic_id = f"ISIC_{500000 + i:07d}"
         lesion = sample_lesion("malignant" if dx.startswith("Malignant") else "benign", rng)
-        skin, _ = sample_skin("isic2019", rng)
+        skin, skin_ita = sample_skin("isic2019", rng)
         img = render(lesion, STYLES["isic2019"], size[0], size[1], rng, skin_rgb=skin)
         (root / f"{isic_id}.jpg").write_bytes(_jpeg(img))
-        rows.append(_archive_row(isic_id, i, dx, image_type, manipulation, site, rng, size))
+        rows.append(_archive_row(isic_id, i, dx, image_type, manipulation, site, rng, size, skin_ita))
     found = _republishable(Path(isic2019)) if isic2019 else None
     if found:
         isic_id, cls, data = found

@@ -149,7 +149,7 @@ class Truth:
 
 def photographed_ita(truth: "Truth") -> float:
     """Ground truth of the demo's skin tone: ITA of the skin as photographed (hairless twin, outside the
-    lesion, inside the dermoscope's field), medians of L* and b* as dermsynth.data.subgroups.ita takes them."""
+    lesion, inside the dermoscope's field), medians of L* and b* as dermsynth.data.preprocess.image_ita takes them."""
     skin = ~truth.lesion & (cv2.cvtColor(truth.hairless, cv2.COLOR_RGB2GRAY) > 25)
     return ita_of_pixels(truth.hairless, skin, trim_dark_tail=False)
 
@@ -170,36 +170,35 @@ def render(
     return render_with_truth(lesion, style, width, height, rng, truth=False, skin_rgb=skin_rgb)[0]
 
 
-def render_with_truth(
-    lesion: Lesion,
-    style: SourceStyle,
-    width: int,
-    height: int,
-    rng: np.random.Generator,
-    truth: bool = True,
-    skin_rgb: tuple[int, int, int] | None = None,
-) -> tuple[np.ndarray, Truth | None]:
-    """`render`, and (truth=True) its hairless twin drawn from the same random draws.
-
-    The random stream is the same either way, so the versioned demo files do not depend on it."""
-    h, w = height, width
-    short = min(h, w)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-
-    # Skin: patient (or source) tone, per-image lighting, low-frequency mottling.
+def _skin(h: int, w: int, style: SourceStyle, skin_rgb: tuple[int, int, int] | None,
+          rng: np.random.Generator) -> np.ndarray:
+    """Patient (or source) tone, per-image lighting, low-frequency mottling."""
     light = rng.uniform(0.9, 1.08)
     if skin_rgb is not None:  # a patient's tone with ground truth: lighting within +-2 %, a degree or two of ITA
         light = 0.98 + (light - 0.9) / 0.18 * 0.04
     skin = np.array(skin_rgb if skin_rgb is not None else style.skin_rgb, np.float32) * light
     img = np.ones((h, w, 3), np.float32) * skin
-    img += _smooth_noise(h, w, short / 12, rng)[..., None] * 9
+    img += _smooth_noise(h, w, min(h, w) / 12, rng)[..., None] * 9
     img += _smooth_noise(h, w, 1.2, rng)[..., None] * 3
+    return img
 
-    # Pose of this photograph: shift, rotation and zoom around the lesion.
+
+@dataclass(frozen=True)
+class _Pose:
+    """Where this photograph puts the lesion: centre, rotation, radius, and its soft inside mask."""
+    cx: float
+    cy: float
+    rot: float
+    r0: float
+    inside: np.ndarray
+
+
+def _pose(lesion: Lesion, h: int, w: int, xx: np.ndarray, yy: np.ndarray, rng: np.random.Generator) -> _Pose:
+    """Shift, rotation and zoom around the lesion; its irregular border."""
     cx = w / 2 + rng.normal(0, 0.06) * w
     cy = h / 2 + rng.normal(0, 0.06) * h
     rot = rng.uniform(0, 2 * np.pi)
-    r0 = lesion.radius * short * rng.uniform(0.9, 1.1)
+    r0 = lesion.radius * min(h, w) * rng.uniform(0.9, 1.1)
     dx, dy = xx - cx, yy - cy
     rho = np.sqrt(dx**2 + dy**2)
     theta = np.arctan2(dy, dx) - rot
@@ -207,9 +206,14 @@ def render_with_truth(
     for k, (amp, phase) in enumerate(lesion.harmonics, start=2):
         border += amp * np.cos(k * theta + phase)
     edge = 0.6 + 2.5 * (1 - min(lesion.blotches + lesion.veil, 1))  # malignant borders are abrupt
-    inside = 1 / (1 + np.exp(np.clip((rho - r0 * border) / edge, -50, 50)))
+    return _Pose(cx, cy, rot, r0, 1 / (1 + np.exp(np.clip((rho - r0 * border) / edge, -50, 50))))
 
-    # Pigment: darker towards an off-centre core (asymmetry), textured.
+
+def _pigment(lesion: Lesion, style: SourceStyle, skin_rgb: tuple[int, int, int] | None, pose: _Pose,
+             xx: np.ndarray, yy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Darker towards an off-centre core (asymmetry), textured; veils and blotches where the lesion has them."""
+    h, w = xx.shape
+    cx, cy, rot, r0 = pose.cx, pose.cy, pose.rot, pose.r0
     trng = np.random.default_rng(lesion.texture_seed + int(rng.integers(4)))
     ax, ay = lesion.asym
     ca, sa = np.cos(rot), np.sin(rot)
@@ -228,30 +232,60 @@ def render_with_truth(
         blot = (_smooth_noise(h, w, max(r0 / 8, 1), trng) > 1.4 - lesion.blotches).astype(np.float32)
         blot = cv2.GaussianBlur(blot, (0, 0), 1.0) * lesion.blotches
         pig = pig * (1 - 0.7 * blot[..., None]) + 15 * blot[..., None]
-    img = img * (1 - inside[..., None]) + pig * inside[..., None]
+    return pig
 
-    # Source contrast, artefacts, optics.
+
+def _artefacts(img: np.ndarray, style: SourceStyle, rng: np.random.Generator) -> np.ndarray:
+    """Source contrast, air bubbles and a ruler, drawn into `img` (float RGB)."""
+    h, w = img.shape[:2]
     img = (img - img.mean()) * style.contrast * rng.uniform(0.95, 1.05) + img.mean()
     if rng.random() < style.bubble_prob:
         for _ in range(int(rng.integers(1, 4))):
             c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
-            cv2.circle(img, c, int(rng.uniform(0.02, 0.06) * short), (245, 245, 245), 1, cv2.LINE_AA)
+            cv2.circle(img, c, int(rng.uniform(0.02, 0.06) * min(h, w)), (245, 245, 245), 1, cv2.LINE_AA)
     if rng.random() < style.ruler_prob:
         y0 = int(h * rng.uniform(0.85, 0.95))
         for i in range(0, w, max(w // 30, 3)):
             cv2.line(img, (i, y0), (i, y0 + (6 if i % 5 == 0 else 3)), (30, 30, 30), 1)
-    clean = np.clip(img, 0, 255).astype(np.uint8)
-    hair = clean.copy()
-    _draw_hairs(hair, int(rng.poisson(style.hair_mean)), rng)
+    return img
 
-    # Optics, then vignetting: darker corners everywhere, sometimes the dermoscope's black border.
+
+def _shades(style: SourceStyle, xx: np.ndarray, yy: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Vignetting: darker corners everywhere, sometimes the dermoscope's black border."""
+    h, w = xx.shape
     rr = np.sqrt(((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2)
     shades = [(1 - 0.18 * np.clip(rr - 0.5, 0, None))[..., None]]
     if rng.random() < style.vignette_prob:
         shades.append((1 / (1 + np.exp((rr - 1.05) * 25)))[..., None])
+    return shades
+
+
+def render_with_truth(
+    lesion: Lesion,
+    style: SourceStyle,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    truth: bool = True,
+    skin_rgb: tuple[int, int, int] | None = None,
+) -> tuple[np.ndarray, Truth | None]:
+    """`render`, and (truth=True) its hairless twin drawn from the same random draws.
+
+    The random stream is the same either way, so the versioned demo files do not depend on it; the
+    helpers draw from it in this order (skin, pose, pigment, artefacts, hairs, vignette, sensor noise)."""
+    h, w = height, width
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = _skin(h, w, style, skin_rgb, rng)
+    pose = _pose(lesion, h, w, xx, yy, rng)
+    pig = _pigment(lesion, style, skin_rgb, pose, xx, yy, rng)
+    img = img * (1 - pose.inside[..., None]) + pig * pose.inside[..., None]
+    clean = np.clip(_artefacts(img, style, rng), 0, 255).astype(np.uint8)
+    hair = clean.copy()
+    _draw_hairs(hair, int(rng.poisson(style.hair_mean)), rng)
+    shades = _shades(style, xx, yy, rng)
     noise = rng.normal(0, 2.0, (h, w, 3)).astype(np.float32)
 
-    def finish(a: np.ndarray) -> np.ndarray:
+    def finish(a: np.ndarray) -> np.ndarray:  # optics, then the vignette
         a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), style.blur)
         for s in shades:  # one product at a time, as the versioned demo files were made
             a *= s
@@ -266,5 +300,5 @@ def render_with_truth(
     return out, Truth(
         hairless=np.clip(without + noise, 0, 255).astype(np.uint8),
         hair=gray(without) - gray(photo) >= HAIR_CONTRAST,
-        lesion=inside > 0.5,
+        lesion=pose.inside > 0.5,
     )

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dermsynth.diffusion.data import load_images
+from dermsynth.files import fingerprint
 
 FLIPS = ("none", "h", "v", "hv")
 
@@ -50,8 +51,6 @@ class LatentCache:
 
 
 def cache_key(base_fingerprint: object, paths: list[str], root: Path, size: int, flips: bool, dtype: torch.dtype) -> str:
-    from dermsynth.diffusion.lora import fingerprint
-
     return fingerprint(base_fingerprint, _file_stats(paths, root), size, flips, str(dtype))
 
 

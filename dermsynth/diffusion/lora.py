@@ -10,7 +10,6 @@ checkpoint needs only the LoRA weights, the optimizer and LR-scheduler state and
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -30,11 +29,12 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from dermsynth.diffusion.base import load_pipeline
-from dermsynth.files import canonicalise_safetensors
 from dermsynth.diffusion.data import batch_indices, step_generator
 from dermsynth.diffusion.latents import LatentCache, cache_key, encode_latents
 from dermsynth.diffusion.pretrain import encode_prompts
 from dermsynth.diffusion.tiny import training_scheduler
+from dermsynth.files import canonicalise_safetensors, dir_fingerprint, fingerprint
+from dermsynth.precision import DTYPES, accelerate_name, resolve
 
 log = logging.getLogger(__name__)
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -85,24 +85,9 @@ class LoraResult:
     is_main: bool = True  # under several processes only the main one exports and writes reports
 
 
-def fingerprint(*parts: object) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:12]
-
-
-def dir_fingerprint(path: Path) -> list:
-    """Names, sizes and mtimes of a model directory: cheap, and changes whenever the model does."""
-    p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    return [(f.relative_to(p).as_posix() if p.is_dir() else f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files]
-
-
-def _mixed_precision(requested: str) -> str:
-    if requested == "auto":
-        return "fp16" if torch.cuda.is_available() else "no"
-    return requested
+def mixed_precision(requested: str) -> str:
+    """accelerate's mixed_precision for `lora.mixed_precision` on this machine (dermsynth.precision)."""
+    return accelerate_name(resolve(requested, "diffusion", torch.cuda.is_available(), "lora.mixed_precision"))
 
 
 def _checkpoints(work: Path) -> list[Path]:
@@ -175,7 +160,7 @@ class _Models:
 def _load_models(base_dir: str | Path, cfg: LoraTrainConfig, accelerator: Accelerator) -> _Models:
     """The base pipeline, frozen in the mixed-precision dtype, with LoRA adapters to train in fp32."""
     device = accelerator.device
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    weight_dtype = DTYPES[accelerator.mixed_precision]
     pipe = load_pipeline(base_dir)
     pipe.set_progress_bar_config(disable=True)
     unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
@@ -235,7 +220,7 @@ def train_lora(
     `stop_after` ends the run early after that many steps (tests use it to simulate a crash).
     """
     # cpu=True without CUDA: under `accelerate launch` the processes then join over gloo
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available(),
+    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available(),
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     work = Path(work_root) / f"{label}-{fingerprint(asdict(cfg), dir_fingerprint(Path(base_dir)), sorted(instance_paths))}"
     work.mkdir(parents=True, exist_ok=True)

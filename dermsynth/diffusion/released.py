@@ -41,9 +41,10 @@ from dermsynth.data.images import MAX_IMAGE_BYTES, MAX_PIXELS, _read_file, decod
 from dermsynth.data.records import (DUPLICATE_ROW, LABELS, MISSING_FILE, UNKNOWN_LABEL, UNSAFE_PATH, ImageProblem,
                                     UnsafePath, inside, safe_join)
 from dermsynth.errors import UserFileError, UserValueError
-from dermsynth.synthetic_source import source_problems
+from dermsynth.files import write_json
 from dermsynth.parallel import pmap
 from dermsynth.paths import replace_output_dir
+from dermsynth.synthetic_source import source_problems
 
 CSV_REQUIRED = ("path", "label")
 # what a CSV may say of each image, in the generator's metadata columns; any other column is ignored (and named)
@@ -327,7 +328,7 @@ def import_released(cfg: ImportConfig, out_dir: str | Path, repo_root: str | Pat
         "timings": {"seconds": round(elapsed, 1), "images_per_second": round(len(meta) / elapsed, 2) if elapsed else None},
     }
     record = {k: v for k, v in summary.items() if k != "timings"} | {"config": asdict(cfg)}
-    (out_dir / IMPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    write_json((out_dir / IMPORT_RECORD), record)
     return meta, quarantine, summary
 
 

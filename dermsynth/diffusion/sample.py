@@ -32,10 +32,11 @@ from tqdm.auto import tqdm
 
 from dermsynth.contracts import METADATA_COLUMNS, RESEED_COLUMNS
 from dermsynth.diffusion.base import load_pipeline
-from dermsynth.diffusion.lora import dir_fingerprint, fingerprint
 from dermsynth.errors import UserValueError
+from dermsynth.files import dir_fingerprint, fingerprint
 from dermsynth.parallel import torch_threads
 from dermsynth.paths import replace_output_dir
+from dermsynth.precision import resolve
 
 SAMPLERS = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler, "plms": PNDMScheduler}
 
@@ -108,16 +109,8 @@ def plan(cfg: GenerateConfig, base_model: str, lora_dirs: dict[str, str], out_di
     return df.sort_values("_order").drop(columns="_order").reset_index(drop=True)
 
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
-          "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
 def _dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        return torch.float16 if torch.cuda.is_available() else torch.float32
-    if name not in DTYPES:
-        raise UserValueError(f"generate.dtype: unknown dtype {name!r}; use auto, fp16, bf16 or fp32")
-    return DTYPES[name]
+    return resolve(name, "diffusion", torch.cuda.is_available(), "generate.dtype")
 
 
 def prepare_pipeline(base_dir: str | Path, lora_dir: str | Path | None, cfg: GenerateConfig,

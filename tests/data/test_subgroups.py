@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from dermsynth.data.subgroups import (SITES, UNKNOWN, age_band, harmonise_sex, harmonise_site, ita, ita_of_lab,
-                                      skin_tone)
+from dermsynth.data.colour import ita_of_lab
+from dermsynth.data.preprocess import image_ita as ita
+from dermsynth.data.subgroups import SITES, UNKNOWN, age_band, harmonise_sex, harmonise_site, skin_tone
 
 
 def _from_lab(lightness: float, a: float, b: float, size=(120, 160)) -> np.ndarray:

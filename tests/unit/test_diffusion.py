@@ -16,7 +16,7 @@ from dermsynth.diffusion.data import batch_indices, load_images
 from dermsynth.diffusion.lora import LORA_WEIGHTS, LoraTrainConfig, train_lora
 from dermsynth.diffusion.pretrain import PretrainConfig, pretrain_unet, pretrain_vae
 from dermsynth.diffusion.sample import GenerateConfig, generate, make_scheduler, plan, regenerate
-from dermsynth.diffusion.single_file import save_single_file
+from tests.single_file import save_single_file
 from dermsynth.diffusion.tiny import TinyConfig, WORDS, build_tiny_pipeline, build_tokenizer
 
 LORA = LoraTrainConfig(max_steps=6, batch_size=4, learning_rate=1e-3, checkpoint_every=2, rank=4, alpha=8,
@@ -256,7 +256,8 @@ def test_nan_renders_are_caught_reseeded_and_recorded(gen_repo, monkeypatch):
     from dermsynth.diffusion.sample import reseed
 
     _nan_decoder(monkeypatch, lambda call: call == 1)  # the first chunk's batch decodes to NaN
-    summary = _gen(gen_repo, "syn_nan", batch_size=2, n=3)
+    # contiguous UNet as plain diffusers keeps it: channels_last rounds differently on some CPUs (AVX-512)
+    summary = _gen(gen_repo, "syn_nan", batch_size=2, n=3, channels_last=False)
     meta, px = _pixels(gen_repo, "syn_nan")
     retries = pd.read_csv(gen_repo / "syn_nan" / "reseeds.csv")
     assert summary["reseeded"] == len(retries) >= 1 and summary["unrecovered"] == 0

@@ -15,7 +15,7 @@ from PIL import Image
 
 from dermsynth.check import Report, _raw
 from dermsynth.contracts import MANIFEST_COLUMNS
-from dermsynth.data import isic_vocab as V
+from dermsynth import isic_vocab as V
 from dermsynth.data import records as R
 from dermsynth.data.ingest import UnrecognisedFolderError, check_usable, ingest
 from dermsynth.data.sources import isic_archive
@@ -417,6 +417,36 @@ def test_demo_isic_archive_download(demo_raw):
     assert len(republished) == 1 and republished.kept_source.iloc[0] == "isic2019"
     n_rows = len(ISIC_ARCHIVE_ROWS) + 1
     assert len(_kept(res)) + len(_reasons(res)) + len(republished) == n_rows  # every row accounted for once
+
+
+def test_the_reported_skin_type_reaches_the_prepared_manifest_beside_ita(demo_raw, tmp_path):
+    """The archive's fitzpatrick_skin_type is a prepared-manifest column next to the measured ITA band, and the
+    preprocessing summary counts the bands measured per reported type."""
+    from dermsynth.contracts import PREPARED_COLUMNS, PREPARED_EXTRA_COLUMNS
+    from dermsynth.data.prepare import build_manifest, preprocess_all
+    from dermsynth.data.preprocess import PrepConfig
+    from dermsynth.demo.layouts import FITZPATRICK_OF_BAND, write_isic_archive
+
+    write_isic_archive(demo_raw / "isic_archive" / "demo-download", isic2019=demo_raw / "isic2019", size=(96, 72))
+    res = ingest(demo_raw, min_size=48, workers=1)
+    df = preprocess_all(res.manifest, demo_raw, tmp_path / "images", tmp_path, PrepConfig(size=32), 1)
+    manifest, summary = build_manifest(df, 4, 0.15, 0.2, seed=0)
+    assert list(manifest.columns) == PREPARED_COLUMNS + PREPARED_EXTRA_COLUMNS
+    reported = res.manifest.set_index("image_id").fitzpatrick_skin_type.fillna("")
+    assert (manifest.set_index("image_id").fitzpatrick_skin_type == reported.loc[manifest.image_id]).all()
+    archive = manifest[manifest.source == "isic_archive"]
+    assert (archive.fitzpatrick_skin_type != "").any() and (manifest[manifest.source != "isic_archive"]
+                                                            .fitzpatrick_skin_type == "").all()
+    typed = manifest[manifest.fitzpatrick_skin_type != ""]
+    table = summary["fitzpatrick_vs_skin_tone"]
+    assert sum(sum(bands.values()) for bands in table.values()) == len(typed)
+    for t, g in typed.groupby("fitzpatrick_skin_type"):
+        assert table[t] == g.skin_tone.value_counts().to_dict()
+    # the demo records the type of the skin it drew: the measured band mostly says the same
+    band_of = {t: band for band, t in FITZPATRICK_OF_BAND.items()}
+    agree = sum(bands.get(band_of[t], 0) for t, bands in table.items())
+    print("reported vs measured:", table)
+    assert agree >= 0.6 * len(typed), table
 
 
 def test_params_of_the_archive_policies():

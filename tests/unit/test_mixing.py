@@ -111,3 +111,54 @@ def test_negative_downsampling():
 def test_ratio_out_of_range(bad):
     with pytest.raises(ValueError, match="ratio"):
         mix(_real(), _syn(), bad, MixConfig(), seed=0)
+
+
+def _grouped(n_benign=280, n_mal=120):
+    return _real(n_benign, n_mal).assign(group=[f"g{i // 2}" for i in range(n_benign + n_mal)])
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.5])
+def test_held_out_real_fills_the_same_slots_with_real_images_of_the_left_out_groups(ratio):
+    """The control arm: the real part is the synthetic arm's, image for image; the slots, count for count,
+    hold only real training images whose groups real_fraction left out."""
+    real = _grouped()
+    arm, c_arm = mix(real, _syn(400), ratio, MixConfig(real_fraction=0.4), seed=5)
+    ctrl, c_ctrl = mix(real, _syn(400), ratio, MixConfig(real_fraction=0.4, pool="held_out_real"), seed=5)
+    assert c_ctrl == c_arm  # n_synthetic_* count the slots in both arms
+    assert set(arm[arm.origin == "real"].image_id) == set(ctrl[ctrl.origin == "real"].image_id)
+    slots = ctrl[ctrl.origin == "held_out_real"]
+    assert len(slots) == c_arm["n_synthetic_benign"] + c_arm["n_synthetic_malignant"] > 0
+    assert set(slots.image_id) <= set(real.image_id) and not (ctrl.origin == "synthetic").any()
+    groups = real.set_index("image_id").group
+    assert not set(groups[slots.image_id]) & set(groups[ctrl[ctrl.origin == "real"].image_id])  # left-out groups
+    for lab in ("benign", "malignant"):
+        assert (slots.label == lab).sum() == c_arm[f"n_synthetic_{lab}"]
+
+
+def test_held_out_real_that_cannot_fill_its_slots_says_how_many_there_are():
+    real = _grouped()
+    with pytest.raises(ValueError, match=r"the benign slots need \d+ images, the groups that real_fraction=0.8 left "
+                                         r"out hold \d+"):
+        mix(real, _syn(400), 0.5, MixConfig(real_fraction=0.8, pool="held_out_real"), seed=0)
+    with pytest.raises(ValueError, match="pool"):
+        mix(real, _syn(), 0.5, MixConfig(pool="real"), seed=0)
+
+
+def test_held_out_real_needs_a_real_fraction_below_one_at_check_time():
+    from dermsynth.params import ParamsError, validate
+
+    with pytest.raises(ParamsError, match="held_out_real"):
+        validate({"train": {"mixing": {"pool": "held_out_real"}}})
+    validate({"train": {"mixing": {"pool": "held_out_real"}, "real_fraction": 0.25}})
+
+
+@pytest.mark.parametrize("target, want", [(0.5, 40), (0.4, 17), (0.3, 0), (0.2, 0)])
+def test_minority_fills_only_the_rarer_class_up_to_its_target(target, want):
+    """70 benign, 30 malignant: (30 + s) / (100 + s) = target; every real image stays."""
+    out, c = mix(_real(), _syn(), 0.5, MixConfig(synthetic_class_mix="minority", minority_target=target), seed=0)
+    assert c["n_real_benign"] == 70 and c["n_real_malignant"] == 30
+    assert c["n_synthetic_benign"] == 0 and c["n_synthetic_malignant"] == want
+    if want:
+        assert (30 + want) / (100 + want) == pytest.approx(target, abs=0.005)
+    none, c0 = mix(_real(), _syn(), 0.0, MixConfig(synthetic_class_mix="minority"), seed=0)  # the real-only control
+    assert c0["n_synthetic_malignant"] == 0 and len(none) == 100

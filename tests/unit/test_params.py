@@ -107,6 +107,51 @@ def _imported_files(module_file: Path, within: str) -> set[str]:
     return {f for f in seen if f.startswith(within)}
 
 
+def _closure(entry: Path) -> set[str]:
+    """Every project file (dermsynth/, stages/) that `entry` imports, transitively, function-level imports too;
+    `from dermsynth.data import subgroups` counts as importing dermsynth/data/subgroups.py."""
+    import ast
+
+    seen, todo = set(), [entry]
+    while todo:
+        for node in ast.walk(ast.parse(todo.pop().read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for n in names:
+                for f in (ROOT / (n.replace(".", "/") + ".py"), ROOT / n.replace(".", "/") / "__init__.py"):
+                    rel = f.relative_to(ROOT).as_posix()
+                    if f.is_file() and rel.split("/")[0] in ("dermsynth", "stages") and rel not in seen:
+                        seen.add(rel)
+                        todo.append(f)
+    return seen
+
+
+def test_every_stage_depends_on_the_code_it_imports():
+    """An edit to a module a stage imports must re-run the stage: each imported file is a dep of it (itself or
+    a folder above it). The stage runner (stages/_common.py: parameter loading and validation, errors, the
+    repository root) and what it imports are exempt: every stage has them, and the params stage depends on
+    them (its check of params.yaml is what they do); so is dermsynth/timings.py (the timing reports)."""
+    import re
+
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    exempt = _closure(ROOT / "stages/_common.py") | {"stages/_common.py", "dermsynth/timings.py"}
+    missing = {}
+    for name, stage in dvc["stages"].items():
+        body = stage.get("do", stage)
+        entry = re.search(r"-m (stages\.\w+)", body["cmd"]).group(1).replace(".", "/") + ".py"
+        deps = [d if isinstance(d, str) else next(iter(d)) for d in body.get("deps", [])]
+        used = (_closure(ROOT / entry) | {entry}) - exempt
+        gaps = sorted(f for f in used if not f.endswith("__init__.py")
+                      and not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
+        if gaps:
+            missing[name] = gaps
+    assert not missing, missing
+
+
 def test_stages_that_list_modules_list_every_module_they_import():
     """train@ and audit_features name single files of dermsynth/classify (a plot change must not re-train):
     every file they import from there must be among them, or an edit would not re-run them."""
@@ -115,3 +160,64 @@ def test_stages_that_list_modules_list_every_module_they_import():
         deps = set(dvc["stages"][stage]["deps"])
         used = _imported_files(ROOT / entry, "dermsynth/classify")
         assert used and used <= deps, (stage, sorted(used - deps))
+
+
+def _undescribed(model, prefix=""):
+    """Dotted keys of `model`'s fields (and of every block inside them, through lists, dicts, Optional and
+    Annotated) whose FieldInfo has no description; an entry named by the user shows as `<name>`."""
+    import typing
+
+    from pydantic import BaseModel
+
+    def blocks(tp):
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return [tp]
+        return [b for arg in typing.get_args(tp) for b in blocks(arg)]
+
+    out = []
+    for name, field in model.model_fields.items():
+        key = prefix + name
+        if not field.description:
+            out.append(key)
+        entry = ".<name>" if typing.get_origin(field.annotation) is dict else ""
+        for block in blocks(field.annotation):
+            out += _undescribed(block, key + entry + ".")
+    return out
+
+
+def test_every_schema_key_has_a_description():
+    """dermsynth/params.py is the single source of what each params.yaml key means (`dermsynth check --explain`)."""
+    from dermsynth.params import Params, explain
+
+    missing = _undescribed(Params)
+    assert not missing, "schema keys without a description: " + ", ".join(missing)
+    assert "synthetic" in explain("ratio").splitlines()[1]  # the explanation prints it
+
+
+def test_the_description_walk_reaches_nested_blocks():
+    from typing import Annotated, Optional
+
+    from pydantic import BaseModel, Field
+
+    from dermsynth.params import Seed
+
+    class Leaf(BaseModel):
+        bare: int = 1
+        told: int = Field(1, description="said")
+        aliased: Seed = 0  # described by its Annotated type
+
+    class Top(BaseModel):
+        one: Leaf = Field(Leaf(), description="a block")
+        by_name: dict[str, Leaf] = Field({}, description="blocks by name")
+        maybe: Annotated[Optional[Leaf], Field(description="an optional block")] = None
+        listed: list[Leaf] = []
+
+    assert _undescribed(Top) == ["one.bare", "by_name.<name>.bare", "maybe.bare", "listed", "listed.bare"]
+
+
+def test_the_schema_knows_every_source_ingest_reads():
+    """params.SOURCES (ingest.source_priority's values, the raw gate's source list) names ingest's readers."""
+    from dermsynth.data.ingest import SOURCES as READERS
+    from dermsynth.params import SOURCES
+
+    assert tuple(READERS) == SOURCES

@@ -7,7 +7,7 @@ import numpy as np
 from dermsynth.data import colour
 from dermsynth.data.fov import field_of_view, fill_outside
 from dermsynth.data.hair import hair_mask, remove_hair
-from dermsynth.data.hair_score import score_centring, score_hair_removal
+from dermsynth.demo.hair_score import score_centring, score_hair_removal
 from dermsynth.data.lesion import segment
 from dermsynth.data.preprocess import PrepConfig, field_crop, prepare_image, preprocess_image, skin_ita, to_working
 from dermsynth.demo.phantom import STYLES, render, render_with_truth, sample_lesion

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermsynth import results, tracking
+from dermsynth import results, testset_names, tracking
 from dermsynth.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,8 +141,8 @@ def test_flags_are_one_function_for_the_card_and_the_command():
     met = _metrics(isic={"sensitivity": 0.0, "specificity": 1.0}, ham10000={"sensitivity": 0.02, "specificity": 1.0})
     fl = results.flags("m", met, {"best_val_auc": 0.5})
     assert [(f.testset, f.kind) for f in fl] == [("isic", "one_class")]  # 0.5 is chance, not below it
-    assert results.testsets(["best_val_auc", "val_auc", "isic_auc_worst_sex"] + list(met)) == ["isic", "ham10000"]
-    assert results.testsets(["metrics.best_val_auc", "metrics.val_auc", "params.ratio"]) == []
+    assert testset_names.testsets(["best_val_auc", "val_auc", "isic_auc_worst_sex"] + list(met)) == ["isic", "ham10000"]
+    assert testset_names.testsets(["metrics.best_val_auc", "metrics.val_auc", "params.ratio"]) == []
 
 
 def test_model_card_lists_the_same_flags(repo):

@@ -13,7 +13,7 @@ Per row, in this order (the first that applies is the reason it is set aside):
 - `image_type` not in `ingest.image_types` (an empty image_type is kept: it was not recorded);
 - `image_manipulation` altered with `ingest.altered: quarantine`;
 - the label: `diagnosis_1` (Benign/Malignant; Indeterminate by `ingest.indeterminate`), else the
-  legacy `benign_malignant`, else the legacy `diagnosis` (dermsynth.data.isic_vocab).
+  legacy `benign_malignant`, else the legacy `diagnosis` (dermsynth.isic_vocab).
 The manifest's diagnosis is the most specific diagnosis_N given; the site is harmonised from the
 anatom_site hierarchy; lesion_id and patient_id group images for the split as for every source.
 An isic_id in two downloads is one image: the first download's file is used, the others are listed
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth.data import isic_vocab as V
+from dermsynth import isic_vocab as V
 from dermsynth.data.records import (ALTERED, CONFLICTING, DOWNLOADED_AGAIN, IMAGE_TYPE, INDETERMINATE, ORPHAN,
                                     SYNTHETIC, UNKNOWN_LABEL, UNSAFE_PATH, ImageIndex, IngestError, Quarantined,
                                     Record, SourceResult, _same_bytes, clean, index_images, outside_link,
