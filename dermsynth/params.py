@@ -11,6 +11,7 @@ number fields accept it. Strings are never booleans: `"false"` is refused, not r
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -77,26 +78,39 @@ class Block(BaseModel):
 
 
 class Paths(Block):
+    """Where the pipeline reads and writes. The DVC outputs (dermsynth.paths.FIXED) keep their defaults:
+    dvc.yaml names them literally; raw and work may move (inside the repository)."""
     raw: Str = Field("data/raw", description="the raw archives, one folder per source, read by ingest (data.dvc "
                                              "versions it; external test sets below <raw>/external/); no output in it")
-    interim: Str = Field("data/interim", description="ingest's output: the raw manifest (manifest.csv)")
-    prepared: Str = Field("data/prepared", description="the prepared set: images/ and manifest.csv (preprocess; "
-                                                       "replaced whole on every run)")
-    reports: Str = Field("reports", description="reports, metrics and plots of every stage (may hold git-tracked "
-                                                "files: the committed reports)")
-    synthetic: Str = Field("data/synthetic", description="the synthetic set: images/ and metadata.csv (generate; "
-                                                         "replaced whole on every run)")
-    filter: Str = Field("data/filter", description="the synthetic images' filter scores and which are kept")
-    testsets: Str = Field("data/testsets", description="the external test sets, preprocessed (evaluate.external)")
+    interim: Str = Field("data/interim", description="fixed (dvc.yaml names it); ingest's output: the raw "
+                                                     "manifest (manifest.csv)")
+    prepared: Str = Field("data/prepared", description="fixed (dvc.yaml names it); the prepared set: images/ and "
+                                                       "manifest.csv (preprocess; replaced whole on every run)")
+    reports: Str = Field("reports", description="fixed (dvc.yaml names it); reports, metrics and plots of every "
+                                                "stage (may hold git-tracked files: the committed reports)")
+    synthetic: Str = Field("data/synthetic", description="fixed (dvc.yaml names it); the synthetic set: images/ and "
+                                                         "metadata.csv (generate; replaced whole on every run)")
+    filter: Str = Field("data/filter", description="fixed (dvc.yaml names it); the synthetic images' filter scores "
+                                                   "and which are kept")
+    testsets: Str = Field("data/testsets", description="fixed (dvc.yaml names it); the external test sets, "
+                                                       "preprocessed (evaluate.external)")
     work: Str = Field(".work", description="resumable in-progress state (LoRA checkpoints, generated chunks)")
 
     @model_validator(mode="after")
     def _confined(self, info: ValidationInfo):
         from dermsynth.files import find_root
-        from dermsynth.paths import path_problems
+        from dermsynth.paths import FIXED, path_problems
 
         if info.context is None:  # a Paths() built in code; `validate` (every command, every stage) checks
             return self
+        # dvc.yaml names these folders literally: DVC would delete whatever a changed output path holds
+        # when `dvc exp run -S` checks the workspace out, before any stage (this check included) runs
+        moved = [f"{k}: {getattr(self, k)!r} is not {f.default}: the pipeline's output folders are fixed (dvc.yaml "
+                 "names them); to hold the data on other storage, move DVC's cache (docs/parameters.md)"
+                 for k, f in type(self).model_fields.items()
+                 if k in FIXED and os.path.normpath(getattr(self, k)) != f.default]
+        if moved:
+            raise ValueError("\n".join(moved))
         problems = path_problems(self.model_dump(), info.context.get("root") or find_root())
         if problems:  # each line already names its key: raised as one error, split again by _lines
             raise ValueError("\n".join(p.removeprefix("paths.") for p in problems))

@@ -1,10 +1,12 @@
 """Where the pipeline may write: every `paths.*` output inside the repository, and nothing deleted that
 the pipeline did not make.
 
-DVC removes a stage's declared outputs before it runs the stage (whole folders for `paths.prepared`
-and `paths.synthetic`), and stages write below `paths.reports`: a path parameter naming `configs`,
-`..` or `/etc` would otherwise be deleted or written. The rules, checked by the params schema (so
-`dermsynth check`, the `params` stage that runs before every other and each stage refuse the same):
+The DVC outputs (`FIXED`) are named literally in dvc.yaml and the schema refuses any other value: `dvc
+exp run -S paths.prepared=configs` would otherwise have DVC check the workspace out with `configs` as the
+stage's output, which deletes what `configs` holds before any stage (and so any check) runs. For the
+paths that may still change (`paths.work`; and what a library caller passes) and as a second guard, the
+rules below, checked by the params schema (so `dermsynth check`, the `params` stage that runs before
+every other and each stage refuse the same):
 
 - every output resolves inside the repository, is not its root, `.git` or `.dvc`, and no output
   lies inside another output or the raw data (or holds them);
@@ -27,6 +29,7 @@ from dermsynth.files import find_root
 
 MARKER = ".dermsynth-output"
 OUTPUTS = ("interim", "prepared", "reports", "synthetic", "filter", "work", "testsets")
+FIXED = ("interim", "prepared", "reports", "synthetic", "filter", "testsets")  # dvc.yaml's outputs
 REPLACED = ("prepared", "synthetic", "testsets")  # folders DVC (and their stage) delete whole before a run
 FORBIDDEN = (".git", ".dvc")
 

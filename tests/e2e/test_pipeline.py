@@ -319,16 +319,18 @@ def test_a_bad_value_stops_before_any_output_is_removed(clone, repro):
     watched = ["reports/model_card.md", "reports/data_card.md", "data/filter/scores.csv", "data/prepared/manifest.csv",
                "configs/dvc_plots/offline.html", f"models/classifiers/{MODELS[0]}/model.safetensors"]
     before = {f: (clone / f).read_bytes() for f in watched}
-    # DVC itself refuses `-S train.epoch=5` (a key params.yaml lacks); `+train.epoch=5` writes it. Paths are
-    # tried through `dvc repro` below: `dvc exp run` checks the workspace out before any stage runs, and
-    # that checkout deletes an output path it has no hash for (DVC's behaviour; see the README)
-    for setting in ("+train.epoch=5", "filter.policy=combind", "ratio=75"):
+    # DVC itself refuses `-S train.epoch=5` (a key params.yaml lacks); `+train.epoch=5` writes it. `dvc exp
+    # run` checks the workspace out before any stage runs and deletes what an output path it has no hash
+    # for holds: dvc.yaml names the output folders literally, so a path setting moves none of them
+    for setting in ("+train.epoch=5", "filter.policy=combind", "ratio=75", "paths.prepared=configs",
+                    "paths.synthetic=docs", "paths.reports=../elsewhere"):
         p = run(["dvc", "exp", "run", "-S", setting], clone, check=False, timeout=600)
         ran = set(re.findall(r"Running stage '([^']+)'", p.stdout))
         assert p.returncode != 0 and ran <= {"params"}, (setting, ran, p.stdout[-2000:], p.stderr[-2000:])
         assert "ERROR: " + setting.split("=")[0].lstrip("+") in p.stderr + p.stdout, (setting, p.stderr[-2000:])
         assert {f: (clone / f).read_bytes() for f in watched} == before, setting
         run(["git", "checkout", "params.yaml"], clone)
+        assert not run(["git", "status", "--porcelain", "--", "configs", "docs"], clone).stdout, setting
     text = (clone / "params.yaml").read_text()
     for old, new in (("  prepared: data/prepared", "  prepared: configs"), ("  reports: reports", "  reports: ../elsewhere")):
         (clone / "params.yaml").write_text(text.replace(old, new, 1))

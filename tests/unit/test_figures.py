@@ -90,7 +90,7 @@ def _walk(spec):
 def test_dvc_roc_plot_is_unsmoothed_per_testset_and_titled_with_the_model():
     from dvc_render import VegaRenderer
 
-    props = _evaluate_plots()["${paths.reports}/plots/${item.model}/roc.csv"]
+    props = _evaluate_plots()["reports/plots/${item.model}/roc.csv"]
     assert (REPO / props["template"]).is_file() and "${item.model}" in props["title"]
     t = roc_table(_predictions())
     spec = VegaRenderer(_dvc_datapoints(t), "roc", **{**props, "template": str(REPO / props["template"]),
@@ -110,7 +110,7 @@ def test_dvc_roc_plot_is_unsmoothed_per_testset_and_titled_with_the_model():
 def test_dvc_confusion_plot_is_one_matrix_per_testset_and_revision():
     from dvc_render import VegaRenderer
 
-    props = _evaluate_plots()["${paths.reports}/plots/${item.model}/confusion.csv"]
+    props = _evaluate_plots()["reports/plots/${item.model}/confusion.csv"]
     c = confusion_table(_predictions())
     spec = VegaRenderer(_dvc_datapoints(c), "confusion", **{**props, "template": str(REPO / props["template"])}
                         ).get_filled_template()

@@ -85,7 +85,7 @@ def test_real_fraction_and_class_mix_reach_only_the_classifier_side():
         if any(k in ("train", "train.real_fraction", "train.mixing") or k.startswith("train.mixing.") for k in keys):
             readers.add(name)
     assert readers == {"train_config", "cards"}  # train@<model> reads them through train_config's file
-    assert "${paths.reports}/train_config/${item.model}.json" in dvc["stages"]["train"]["deps"]
+    assert "reports/train_config/${item.model}.json" in dvc["stages"]["train"]["deps"]
 
 
 def _imported_files(module_file: Path, within: str) -> set[str]:

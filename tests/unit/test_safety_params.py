@@ -13,7 +13,7 @@ import yaml
 from dermsynth.config import load_params
 from dermsynth.errors import UserFileError
 from dermsynth.params import ParamsError, validate
-from dermsynth.paths import MARKER, OUTPUTS, REPLACED, replace_output_dir
+from dermsynth.paths import FIXED, MARKER, OUTPUTS, REPLACED, path_problems, replace_output_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -37,8 +37,34 @@ def _paths(**given: str) -> dict:
     return {"paths": {**SHIPPED["paths"], **given}}
 
 
+def _problems(root: Path, **given: str) -> list[str]:
+    """The confinement rules alone, as they guard `paths.work` and any folder a library caller passes."""
+    return path_problems({**SHIPPED["paths"], **given}, root)
+
+
 # (a new folder below a tracked one, say configs/new, is allowed: nothing of what is tracked is touched)
 HOSTILE = ["configs", "../outside", "{outside}", "{outside}/sub", ".", "", "..", ".git", ".git/objects", ".dvc/cache"]
+
+
+@pytest.mark.parametrize("key", FIXED)
+def test_an_output_folder_dvc_yaml_names_cannot_move(repo, key):
+    """`dvc exp run -S paths.prepared=configs` would have DVC delete configs/ before any check: refused, and
+    any other new folder too, with why."""
+    default = SHIPPED["paths"][key]
+    for value in [*HOSTILE, f"new/{key}"]:
+        value = value.format(outside=repo.parent / "outside")
+        with pytest.raises(ParamsError) as e:
+            validate(_paths(**{key: value}), root=repo)
+        assert e.value.lines == [f"paths.{key}: {value!r} is not {default}: the pipeline's output folders are fixed "
+                                 "(dvc.yaml names them); to hold the data on other storage, move DVC's cache "
+                                 "(docs/parameters.md)"], e.value.lines
+    assert validate(_paths(**{key: f"./{default}/"}), root=repo)["paths"][key] == f"./{default}/"  # the same folder
+
+
+def test_dvc_yaml_names_the_fixed_folders_and_templates_no_output():
+    text = (ROOT / "dvc.yaml").read_text()
+    assert all("${paths.%s}" % k not in text for k in FIXED)
+    assert all(SHIPPED["paths"][k] + "/" in text or f"- {SHIPPED['paths'][k]}\n" in text for k in FIXED)
 
 
 @pytest.mark.parametrize("key", OUTPUTS)
@@ -46,18 +72,25 @@ def test_no_output_path_reaches_outside_the_repository_or_a_tracked_folder(repo,
     outside = repo.parent / "outside"
     for value in HOSTILE:
         value = value.format(outside=outside)
-        with pytest.raises(ParamsError) as e:
-            validate(_paths(**{key: value}), root=repo)
-        assert all(line.startswith("paths.") for line in e.value.lines), e.value.lines
-        assert f"paths.{key}:" in str(e.value), (value, e.value.lines)
-    assert validate(_paths(**{key: f"new/{key}"}), root=repo)["paths"][key] == f"new/{key}"
+        lines = _problems(repo, **{key: value})
+        assert lines and all(line.startswith("paths.") for line in lines), lines
+        assert any(line.startswith(f"paths.{key}:") for line in lines), (value, lines)
+    assert _problems(repo, **{key: f"new/{key}"}) == []
+
+
+def test_the_work_folder_may_move_inside_the_repository_only(repo):
+    for value in HOSTILE:
+        with pytest.raises(ParamsError, match="paths.work:"):
+            validate(_paths(work=value.format(outside=repo.parent / "outside")), root=repo)
+    assert validate(_paths(work="scratch/work"), root=repo)["paths"]["work"] == "scratch/work"
 
 
 def test_outputs_may_not_overlap_each_other_or_the_raw_data(repo):
     for given in ({"prepared": "data/synthetic/x"}, {"synthetic": "data"}, {"reports": "data/raw/reports"},
-                  {"filter": "data/prepared"}):
-        with pytest.raises(ParamsError, match="overlap"):
-            validate(_paths(**given), root=repo)
+                  {"filter": "data/prepared"}, {"work": "data/prepared/work"}):
+        assert any("overlap" in line for line in _problems(repo, **given)), given
+    with pytest.raises(ParamsError, match="overlap"):
+        validate(_paths(work="data/raw/work"), root=repo)
 
 
 def test_a_folder_the_pipeline_did_not_make_is_never_a_replaced_output(repo):
@@ -65,20 +98,18 @@ def test_a_folder_the_pipeline_did_not_make_is_never_a_replaced_output(repo):
     mine.mkdir()
     (mine / "notes.txt").write_text("untracked, not the pipeline's")
     for key in REPLACED:
-        with pytest.raises(ParamsError, match="did not make"):
-            validate(_paths(**{key: "mydata"}), root=repo)
+        assert any("did not make" in line for line in _problems(repo, **{key: "mydata"})), key
     (mine / MARKER).write_text("")  # a folder the pipeline made: may be replaced
-    assert validate(_paths(prepared="mydata"), root=repo)
+    assert _problems(repo, prepared="mydata") == []
 
 
 def test_a_reports_folder_with_tracked_files_must_be_one_of_this_project(repo):
-    with pytest.raises(ParamsError, match="not a reports folder"):
-        validate(_paths(reports="configs"), root=repo)
+    assert any("not a reports folder" in line for line in _problems(repo, reports="configs"))
     (repo / "reports").mkdir()
     (repo / "reports/model_card.md").write_text("a committed report")
     (repo / "reports" / MARKER).write_text("")
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    assert validate(_paths(reports="reports"), root=repo)
+    assert _problems(repo, reports="reports") == []
 
 
 def test_a_stage_deletes_only_a_folder_it_made(tmp_path):
@@ -101,7 +132,7 @@ def test_the_preprocess_stage_refuses_a_tracked_folder_and_leaves_it(repo):
     env = dict(os.environ, PYTHONPATH=str(ROOT), DVC_ROOT=str(repo))
     out = subprocess.run([sys.executable, "-m", "stages.preprocess"], cwd=repo, env=env, capture_output=True,
                          text=True, timeout=300)
-    assert out.returncode == 1 and "ERROR: paths.prepared: 'configs' holds files tracked by git" in out.stderr, out.stderr
+    assert out.returncode == 1 and "ERROR: paths.prepared: 'configs' is not data/prepared" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert (repo / "configs/paper.yaml").read_text() == "ratio: 0.5\n"
 
@@ -184,10 +215,7 @@ def test_check_command_refuses_paths_that_leave_the_repository(tmp_path):
     p = subprocess.run([sys.executable, "-m", "dermsynth.cli", "check", str(tmp_path / "bad.yaml")], cwd=ROOT / "docs",
                        env=env, capture_output=True, text=True, timeout=120)  # from a subfolder: the same root
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    # the example named is the first file git lists under configs/, whichever that is today
-    first = subprocess.run(["git", "ls-files", "configs"], cwd=ROOT, capture_output=True, text=True).stdout.split()
-    first = next(f for f in first if not f.endswith(".gitignore"))
-    assert p.stderr.strip().splitlines() == [
-        f"ERROR: paths.reports: '/etc' resolves to /etc, outside the repository {ROOT} (outputs stay inside it)",
-        f"ERROR: paths.prepared: 'configs' holds files tracked by git (e.g. {first}); "
-        "the pipeline deletes and rewrites this folder, so name one of its own"], p.stderr
+    why = ": the pipeline's output folders are fixed (dvc.yaml names them); to hold the data on other storage, " \
+          "move DVC's cache (docs/parameters.md)"
+    assert p.stderr.strip().splitlines() == [f"ERROR: paths.prepared: 'configs' is not data/prepared{why}",
+                                             f"ERROR: paths.reports: '/etc' is not reports{why}"], p.stderr
