@@ -4,10 +4,9 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
-# Offline and quiet: no hub, no telemetry from any library the pipeline touches.
-export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1 \
-       MLFLOW_DISABLE_TELEMETRY=true FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \
-       GX_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
+# Offline and quiet: no hub, no telemetry from any library the pipeline touches (the one list).
+include dermsynth/offline.env
+export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' dermsynth/offline.env)
 
 .PHONY: setup data run test test-fast bench clean-outputs
 

@@ -56,19 +56,18 @@ def save_resolved(obj: Any, path: str | Path) -> None:
     write_json(path, data, default=str)
 
 
+OFFLINE_ENV = Path(__file__).with_name("offline.env")
+
+
+def offline_environment() -> dict[str, str]:
+    """The offline, no-telemetry settings of `offline.env` (which the Makefile includes too)."""
+    lines = (line.strip() for line in OFFLINE_ENV.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
 def configure_environment() -> None:
-    """Offline, no-telemetry defaults for every library the pipeline touches."""
-    for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "DO_NOT_TRACK": "1",
-        "GX_ANALYTICS_ENABLED": "False",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "FIFTYONE_DO_NOT_TRACK": "true",
-        "FIFTYONE_DATABASE_VALIDATION": "false",
-        "DVC_NO_ANALYTICS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        # FiftyOne's MongoDB lives in the project (the main repository, also for DVC experiments)
-        "FIFTYONE_DATABASE_DIR": str(find_root() / ".fiftyone" / "db"),
-    }.items():
+    """Offline, no-telemetry defaults for every library the pipeline touches; a value already set wins."""
+    # FiftyOne's MongoDB lives in the project (the main repository, also for DVC experiments)
+    env = offline_environment() | {"FIFTYONE_DATABASE_DIR": str(find_root() / ".fiftyone" / "db")}
+    for key, value in env.items():
         os.environ.setdefault(key, value)

@@ -27,17 +27,19 @@ from sklearn.preprocessing import StandardScaler
 
 from dermsynth.contracts import FILTER_COLUMNS
 from dermsynth.errors import UserValueError
+from dermsynth.params import FilterParams, Quality, defaults_from
 
 POLICIES = ("none", "flagged", "realism", "label", "combined")
 
 
 @dataclass(frozen=True)
+@defaults_from(FilterParams, Quality)
 class FilterConfig:
-    policy: str = "combined"
-    keep_fraction: float = 1.0  # of each class's generated images; 1 = drop only the flagged ones
-    knn_k: int = 5
-    min_pixel_std: float = 2.0
-    min_pixel_mean: float = 8.0
+    policy: str
+    keep_fraction: float
+    knn_k: int
+    min_pixel_std: float
+    min_pixel_mean: float
 
 
 def knn_ratio(real: np.ndarray, synthetic: np.ndarray, k: int) -> np.ndarray:

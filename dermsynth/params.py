@@ -10,6 +10,8 @@ number fields accept it. Strings are never booleans: `"false"` is refused, not r
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import os
 from pathlib import Path
@@ -702,3 +704,30 @@ def explain(key: str) -> str:
     if "properties" in block:
         lines += [f"  {k}: {_kind(v, defs)}" for k, v in block["properties"].items()]
     return "\n".join(lines)
+
+
+def defaults_from(*blocks: type[BaseModel], required: tuple[str, ...] = ()):
+    """Class decorator under `@dataclass`: each field of a library config that a schema block also has
+    takes that block's default (the first block naming it; lists become tuples), so a config built in a
+    notebook without params is the one `dvc repro` builds. The schema is the one source of a default:
+    a field that writes its own default is refused, and `required` names fields left without one."""
+
+    def apply(cls: type) -> type:
+        for name in cls.__dict__.get("__annotations__", {}):
+            block = next((b for b in blocks if name in b.model_fields), None)
+            if block is None or name in required:
+                continue
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__}.{name}: the default is {block.__name__}.{name}'s in "
+                                "dermsynth/params.py; do not write one here")
+            value = block.model_fields[name].get_default(call_default_factory=True)
+            if isinstance(value, BaseModel):
+                value = value.model_dump()
+            if isinstance(value, list):
+                value = tuple(value)
+            if isinstance(value, dict):  # mutable: each instance gets its own copy
+                value = dataclasses.field(default_factory=lambda v=value: copy.deepcopy(v))
+            setattr(cls, name, value)
+        return cls
+
+    return apply

@@ -22,19 +22,20 @@ from dermsynth.contracts import MEMORIZATION_COLUMNS
 from dermsynth.data.dedup import phash64
 from dermsynth.files import write_json
 from dermsynth.parallel import pmap
+from dermsynth.params import Audit, defaults_from
 
 
 @dataclass(frozen=True)
+@defaults_from(Audit)
 class AuditConfig:
-    heldout_quantile: float = 0.01  # near-copy: closer to a training image than the 1st percentile of
-    #                                  held-out real images' nearest-training distances...
-    phash_max: int = 4  # ...or within this many perceptual-hash bits (the splits' duplicate rule)
-    max_near_copy_rate: float = 0.05  # fail the stage when more synthetic images than this are near-copies
-    knn_k: int = 5  # k of precision / recall / density / coverage (Naeem et al. use 5)
-    kid_subsets: int = 50  # KID: this many random subsets...
-    kid_subset_size: int = 100  # ...of this many images of each set (fewer when a set is smaller: reported)
-    near_copy_pairs: int = 12  # pairs drawn side by side in near_copies.png
-    workers: int = 0
+    heldout_quantile: float
+    phash_max: int
+    max_near_copy_rate: float
+    knn_k: int
+    kid_subsets: int
+    kid_subset_size: int
+    near_copy_pairs: int
+    workers: int
     seed: int = 0  # KID subsets and the TSTR classifier (data_seed; not a params.yaml key of the audit block)
 
 

@@ -35,19 +35,21 @@ import pandas as pd
 
 from dermsynth.contracts import MIX_COLUMNS
 from dermsynth.errors import UserValueError
+from dermsynth.params import Mixing, Train, defaults_from
 
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+@defaults_from(Mixing, Train)
 class MixConfig:
-    mode: str = "fixed_size"  # fixed_size | add
-    neg_pos_ratio: float = 0.0  # > 0: keep at most this many benign per malignant real image (negative downsampling)
-    synthetic_class_mix: str = "match_real"  # match_real | balanced (50/50) | minority (both confound class and origin)
-    real_fraction: float = 1.0  # share of the real training set used, drawn by group (data-limited axis)
-    pool: str = "synthetic"  # synthetic | held_out_real (the control arm: real images of the left-out groups)
-    minority_target: float = 0.5  # minority: the minority class's share of the set after adding synthetic ones
+    mode: str
+    neg_pos_ratio: float
+    synthetic_class_mix: str
+    real_fraction: float
+    pool: str
+    minority_target: float
 
 
 CLASS_MIXES = ("match_real", "balanced", "minority")

@@ -6,7 +6,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,32 +27,34 @@ from dermsynth.classify.metrics import binary_metrics, youden_threshold
 from dermsynth.classify.models import create_classifier
 from dermsynth.errors import UserValueError
 from dermsynth.parallel import torch_threads
+from dermsynth.params import Train, defaults_from
 from dermsynth.precision import resolve
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+@defaults_from(Train)
 class TrainConfig:
     model: str = "mobilenetv2_100"
-    img_size: int = 64
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    drop_rate: float = 0.1
-    pretrained_file: str = ""  # local timm weights (offline); empty = random init
-    balanced_batches: bool = True  # class-balanced sampling (weighted sampler)
-    hflip: float = 0.5
-    vflip: float = 0.5
-    color_jitter: float = 0.1
-    scale_min: float = 0.8  # RandomResizedCrop scale range (0.8, 1.0)
-    early_stopping_patience: int = 4  # epochs without a better validation AUROC
-    mixed_precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU; no | bf16 | fp16 (with loss scaling)
-    threads: int = 2
-    workers: int = 0
+    img_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    min_lr: float
+    weight_decay: float
+    warmup_epochs: float
+    drop_rate: float
+    pretrained_file: str
+    balanced_batches: bool
+    hflip: float
+    vflip: float
+    color_jitter: float
+    scale_min: float
+    early_stopping_patience: int
+    mixed_precision: str
+    threads: int
+    workers: int
     seed: int = 0
 
 
@@ -193,6 +195,24 @@ def _validate(net: torch.nn.Module, val_df: pd.DataFrame, y_val: np.ndarray, t_e
     return binary_metrics(y_val, scores, youden_threshold(y_val, scores))
 
 
+def _seed_all(seed: int) -> None:
+    # timm's RandomResizedCrop draws from Python's `random`, the rest from torch: seed all three
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _epoch_row(net: torch.nn.Module, val_df: pd.DataFrame, y_val: np.ndarray, t_eval, root: str | Path, epoch: int,
+               train_loss: float, lr: float, images_per_second: float) -> dict:
+    """Validate after an epoch; the history row it logs (and MLflow's curves)."""
+    val = _validate(net, val_df, y_val, t_eval, root)
+    row = {"epoch": epoch + 1, "train_loss": train_loss, "val_auc": val["auc"],
+           "val_balanced_accuracy": val["balanced_accuracy"], "lr": lr, "images_per_second": images_per_second}
+    log.info("epoch %d: loss %.4f val auc %.4f bal.acc %.4f (%.0f img/s)", epoch + 1, row["train_loss"],
+             row["val_auc"], row["val_balanced_accuracy"], row["images_per_second"])
+    return row
+
+
 def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
                      on_epoch: Callable[[int, dict], None] | None = None, root: str | Path = ".",
                      state: PartialState | None = None) -> dict:
@@ -201,6 +221,9 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
     With `state` from `accelerate launch` (several processes), training runs under DDP: each process
     takes a slice of every global batch; the main process validates, saves and calls `on_epoch`.
     """
+    if cfg.img_size == 0:  # the schema's 0: the images' own side (the prepared size)
+        with Image.open(Path(root) / train_df["path"].iloc[0]) as im:
+            cfg = replace(cfg, img_size=min(im.size))
     world, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
     is_main = rank == 0
     out = Path(out_dir)
@@ -209,10 +232,7 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
     if dev.type == "cpu" and cfg.threads > 0:
         # `threads` is the budget of all processes together (and of the queued experiments beside this one)
         torch.set_num_threads(max(1, torch_threads(cfg.threads) // world))
-    # timm's RandomResizedCrop draws from Python's `random`, the rest from torch: seed all three
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    _seed_all(cfg.seed)
     net = create_classifier(cfg.model, cfg.img_size, cfg.pretrained_file, cfg.drop_rate).to(dev)
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
@@ -231,16 +251,12 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
         train_loss = _mean(float(np.mean(losses)), state)
         monitor = -math.inf
         if is_main:  # the main process validates, logs and saves; the others follow its verdict
-            val = _validate(net, val_df, y_val, t_eval, root)
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_auc": val["auc"],
-                   "val_balanced_accuracy": val["balanced_accuracy"], "lr": step.opt.param_groups[0]["lr"],
-                   "images_per_second": seen / (time.perf_counter() - t0)}
+            row = _epoch_row(net, val_df, y_val, t_eval, root, epoch, train_loss, step.opt.param_groups[0]["lr"],
+                             seen / (time.perf_counter() - t0))
             history.append(row)
-            log.info("epoch %d: loss %.4f val auc %.4f bal.acc %.4f (%.0f img/s)", epoch + 1, row["train_loss"],
-                     row["val_auc"], row["val_balanced_accuracy"], row["images_per_second"])
             if on_epoch:
                 on_epoch(epoch + 1, row)
-            monitor = -math.inf if math.isnan(val["auc"]) else val["auc"]
+            monitor = -math.inf if math.isnan(row["val_auc"]) else row["val_auc"]
         monitor = _agree(monitor, state)
         if monitor > best:
             best, best_epoch = monitor, epoch + 1

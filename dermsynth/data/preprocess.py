@@ -22,30 +22,32 @@ from dermsynth.data import colour
 from dermsynth.data.fov import field_of_view, fill_outside, shrink
 from dermsynth.data.hair import hair_mask
 from dermsynth.data.lesion import Lesion, segment
+from dermsynth.params import Prepare, defaults_from
 
 ITA_SHORT = 128  # skin tone is a colour median: 128 px hold enough skin
 MIN_SKIN_PIXELS = 50
 
 
 @dataclass(frozen=True)
+@defaults_from(Prepare)
 class PrepConfig:
-    size: int = 64
-    hair_removal: bool = True
-    hair_kernel: float = 0.04  # black-hat element length as a fraction of the short side (17 px at 450)
-    hair_threshold: int = 10  # black-hat response (grey levels) above which a hair pixel counts
-    hair_min_length: float = 0.06  # shortest straight stretch of a hair, fraction of the short side
-    pale_hair_threshold: int = 14  # top-hat response of pale hairs; 0 = dark hairs only
-    inpaint_radius: int = 3
-    center: bool = True
-    margin: float = 0.25  # space around the lesion's bounding box, per side, as a fraction of it
-    min_confidence: float = 0.2  # below it the crop falls back to the field of view
-    color_constancy: str = "skin_gamut"  # before the skin-tone measurement (dermsynth.data.colour)
-    color_constancy_images: bool = False  # apply it to the prepared images as well
-    max_upscale: float = 0.0  # > 0: crops are at least size / max_upscale raw px on a side
+    size: int
+    hair_removal: bool
+    hair_kernel: float
+    hair_threshold: int
+    hair_min_length: float
+    pale_hair_threshold: int
+    inpaint_radius: int
+    center: bool
+    margin: float
+    min_confidence: float
+    color_constancy: str
+    color_constancy_images: bool
+    max_upscale: float
     # Work at `work_scale` x `size` on the short side (larger images are decoded at reduced scale and
     # shrunk to it first); 0 = at the raw resolution. Hairs stay a few pixels wide there, and the crop
     # (at least a quarter of the short side) still has size/2 px or more.
-    work_scale: int = 4
+    work_scale: int
 
     @property
     def working_short(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import filecmp
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -201,6 +202,37 @@ def _same_bytes(a: Path, b: Path, limit: int = 64 * 2**20) -> str:
         return f"not compared ({e})"
 
 
+def _resolve_id(source: str, image_id: str, entries: list[tuple[str | None, str, dict]], paths: list[Path],
+                index: ImageIndex | None, rel: Callable[[Path], str]) -> tuple[Record | None, list[Quarantined]]:
+    """One safe id's rows and files: its record (or None) and everything of it set aside, each with its reason."""
+    out: list[Quarantined] = []
+    file = rel(paths[0]) if paths else ""
+    # Two files for one id: the first (in path order) is the image, every other is set aside, so that
+    # a second, different image never vanishes unreported.
+    for p in paths[1:]:
+        out.append(Quarantined(source, image_id, DUPLICATE_FILE, rel(p),
+                               f"{rel(p)}: a second file for this id ({_same_bytes(paths[0], p)}); {file} is used"))
+    # Rows of one id that disagree on the label or on the finer diagnosis are not trusted.
+    labels = {(str(lab), extra.get("diagnosis", "")) for lab, _, extra in entries}
+    if len(labels) > 1:
+        out += [Quarantined(source, image_id, CONFLICTING, file, f"rows disagree: {sorted(map(str, labels))}")
+                for _ in entries]
+        return None, out
+    label, why, extra = entries[0]
+    out += [Quarantined(source, image_id, DUPLICATE_ROW, file, "same id listed again") for _ in entries[1:]]
+    if label is None:
+        # a reader may name the reason itself (a row set aside by a policy, not for its label)
+        reason = extra.get("reason") or (CONFLICTING if why.startswith("conflict") else UNKNOWN_LABEL)
+        return None, out + [Quarantined(source, image_id, reason, file, why)]
+    if index is not None and not paths:
+        if image_id not in index.unsafe:  # an unsafe link already stands for this row
+            out.append(Quarantined(source, image_id, MISSING_FILE, "", "listed in metadata, no image file"))
+        return None, out
+    return Record(source=source, image_id=image_id, label=label, lesion_id=extra.get("lesion_id", ""),
+                  patient_id=extra.get("patient_id", ""), file=file, diagnosis=extra.get("diagnosis", ""),
+                  **{k: extra[k] for k in EXTRA_FIELDS if k in extra}), out
+
+
 def resolve_rows(
     source: str,
     rows: list[tuple[str, str | None, str, dict]],
@@ -235,38 +267,10 @@ def resolve_rows(
                 res.quarantined.append(Quarantined(source, image_id, UNSAFE_ID, "", "id is not a plain file name"))
             continue
         used.add(image_id)
-        paths = files.get(image_id, [])
-        file = rel(paths[0]) if paths else ""
-        # Two files for one id: the first (in path order) is the image, every other is set aside, so that
-        # a second, different image never vanishes unreported.
-        for p in paths[1:]:
-            res.quarantined.append(Quarantined(source, image_id, DUPLICATE_FILE, rel(p),
-                                               f"{rel(p)}: a second file for this id ({_same_bytes(paths[0], p)});"
-                                               f" {file} is used"))
-        # Rows of one id that disagree on the label or on the finer diagnosis are not trusted.
-        labels = {(str(lab), extra.get("diagnosis", "")) for lab, _, extra in entries}
-        if len(labels) > 1:
-            for _ in entries:
-                res.quarantined.append(Quarantined(source, image_id, CONFLICTING, file,
-                                                   f"rows disagree: {sorted(map(str, labels))}"))
-            continue
-        label, why, extra = entries[0]
-        for _ in entries[1:]:
-            res.quarantined.append(Quarantined(source, image_id, DUPLICATE_ROW, file, "same id listed again"))
-        if label is None:
-            # a reader may name the reason itself (a row set aside by a policy, not for its label)
-            reason = extra.get("reason") or (CONFLICTING if why.startswith("conflict") else UNKNOWN_LABEL)
-            res.quarantined.append(Quarantined(source, image_id, reason, file, why))
-            continue
-        if index is not None and not paths:
-            if image_id not in index.unsafe:  # an unsafe link already stands for this row
-                res.quarantined.append(Quarantined(source, image_id, MISSING_FILE, "",
-                                                   "listed in metadata, no image file"))
-            continue
-        res.records.append(Record(source=source, image_id=image_id, label=label,
-                                  lesion_id=extra.get("lesion_id", ""), patient_id=extra.get("patient_id", ""),
-                                  file=file, diagnosis=extra.get("diagnosis", ""),
-                                  **{k: extra[k] for k in EXTRA_FIELDS if k in extra}))
+        record, set_aside = _resolve_id(source, image_id, entries, files.get(image_id, []), index, rel)
+        res.quarantined.extend(set_aside)
+        if record is not None:
+            res.records.append(record)
     for stem, paths in files.items():
         if stem not in used:
             for p in paths:

@@ -34,6 +34,7 @@ from dermsynth.diffusion.latents import LatentCache, cache_key, encode_latents
 from dermsynth.diffusion.pretrain import encode_prompts
 from dermsynth.diffusion.tiny import training_scheduler
 from dermsynth.files import canonicalise_safetensors, dir_fingerprint, fingerprint
+from dermsynth.params import Lora, defaults_from
 from dermsynth.precision import DTYPES, accelerate_name, resolve
 
 log = logging.getLogger(__name__)
@@ -41,32 +42,33 @@ LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
 
 @dataclass(frozen=True)
+@defaults_from(Lora)
 class LoraTrainConfig:
-    instance_prompt: str = "a dermoscopic image of sks {label} lesion"
-    class_prompt: str = "a dermoscopic image of a skin lesion"
-    prior_preservation: bool = False
-    prior_loss_weight: float = 1.0
-    num_class_images: int = 32
-    rank: int = 8
-    alpha: int = 8
-    target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
-    train_text_encoder: bool = False
-    text_encoder_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
-    learning_rate: float = 1e-4
-    lr_scheduler: str = "constant_with_warmup"  # any diffusers.optimization scheduler name
-    lr_warmup_steps: int = 0
-    adam_weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
-    epochs: int = 120
-    max_steps: int = 0  # > 0 overrides epochs
-    batch_size: int = 2
-    gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
-    mixed_precision: str = "auto"  # auto = fp16 on CUDA, none on CPU; or no | fp16 | bf16
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    flip_augment: bool = True
-    validation_images: int = 8
+    instance_prompt: str
+    class_prompt: str
+    prior_preservation: bool
+    prior_loss_weight: float
+    num_class_images: int
+    rank: int
+    alpha: int
+    target_modules: tuple[str, ...]
+    train_text_encoder: bool
+    text_encoder_target_modules: tuple[str, ...]
+    learning_rate: float
+    lr_scheduler: str
+    lr_warmup_steps: int
+    adam_weight_decay: float
+    max_grad_norm: float
+    epochs: int
+    max_steps: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    gradient_checkpointing: bool
+    mixed_precision: str
+    checkpoint_every: int
+    keep_checkpoints: int
+    flip_augment: bool
+    validation_images: int
     seed: int = 0
 
     def total_steps(self, n_images: int) -> int:

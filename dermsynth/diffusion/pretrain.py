@@ -17,23 +17,25 @@ from tqdm.auto import tqdm
 
 from dermsynth.diffusion.data import augment, batch_indices, step_generator
 from dermsynth.diffusion.tiny import training_scheduler
+from dermsynth.params import Pretrain, defaults_from
 
 GENERIC_PROMPT = "a dermoscopic image of a skin lesion"
 
 
 @dataclass(frozen=True)
+@defaults_from(Pretrain)
 class PretrainConfig:
-    vae_steps: int = 300
-    vae_lr: float = 2e-3
+    vae_steps: int
+    vae_lr: float
     # > 0: train on random crops of this size (4x cheaper at half the side). It transfers texture
     # but not the global tone: on 32 px crops the demo VAE decoded malignant lesions as light as
     # benign ones (centre brightness 74 vs 65 real), on full images 68 vs 65.
-    vae_crop: int = 0
-    kl_weight: float = 1e-6
-    unet_steps: int = 1500
-    unet_lr: float = 1e-3
-    batch_size: int = 32
-    cond_dropout: float = 0.1  # empty prompt now and then, so classifier-free guidance has a baseline
+    vae_crop: int
+    kl_weight: float
+    unet_steps: int
+    unet_lr: float
+    batch_size: int
+    cond_dropout: float
     seed: int = 0
 
 

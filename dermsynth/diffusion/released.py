@@ -28,8 +28,8 @@ import io
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,154 +37,16 @@ import pandas as pd
 from dermsynth.contracts import METADATA_COLUMNS, QUARANTINE_COLUMNS
 # _read_file, not read_bytes: read_bytes takes a '#' in a name for an hdf5 entry (`file.hdf5#key`), and a
 # release may well name a file `lesion#12.png`; the bounds and the refusals are the same
-from dermsynth.data.images import MAX_IMAGE_BYTES, MAX_PIXELS, _read_file, decode
-from dermsynth.data.records import (DUPLICATE_ROW, LABELS, MISSING_FILE, UNKNOWN_LABEL, UNSAFE_PATH, ImageProblem,
-                                    UnsafePath, inside, safe_join)
+from dermsynth.data.images import _read_file, decode
+from dermsynth.data.records import ImageProblem, UnsafePath, safe_join
+from dermsynth.diffusion.released_listing import Candidate, ImportConfig, _quarantine, list_set
 from dermsynth.errors import UserFileError, UserValueError
 from dermsynth.files import write_json
 from dermsynth.parallel import pmap
 from dermsynth.paths import replace_output_dir
 from dermsynth.synthetic_source import source_problems
 
-CSV_REQUIRED = ("path", "label")
-# what a CSV may say of each image, in the generator's metadata columns; any other column is ignored (and named)
-CSV_OPTIONAL = ("prompt", "negative_prompt", "sampler", "steps", "cfg", "seed")
-_NUMERIC = {"steps": int, "cfg": float, "seed": int}
 IMPORT_RECORD = "import.json"  # beside metadata.csv: how the set was imported, what the gate checks against
-
-
-@dataclass(frozen=True)
-class ImportConfig:
-    source: str  # generate.source, relative to the repository
-    classes: tuple[str, ...] = ("benign", "malignant")
-    n_per_class: int = 0  # 0 = every usable image
-    size: int = 64  # prepare.size
-    seed: int = 0  # data_seed: which n_per_class images
-    workers: int = 0  # processes decoding (0 = all cores)
-    max_image_bytes: int = MAX_IMAGE_BYTES
-    max_pixels: int = MAX_PIXELS
-
-
-@dataclass
-class Candidate:
-    label: str
-    file: str  # relative to the set's folder (a CSV's folder), as the CSV or the folder walk gave it
-    meta: dict = field(default_factory=dict)  # what a CSV says of it (CSV_OPTIONAL columns)
-
-
-def _quarantine(source: str, file: str, reason: str, detail: str) -> dict:
-    return {"source": source, "image_id": PurePosixPath(file).stem if file else "", "reason": reason, "file": file,
-            "detail": detail}
-
-
-def _escapes(base: Path, file: str) -> str:
-    """Why `file` (relative to the resolved `base`) would be read from outside it, or ''."""
-    if not file:
-        return ""
-    if PurePosixPath(file).is_absolute() or Path(file).is_absolute():
-        return f"{file}: an absolute path (paths are relative to the set's folder)"
-    try:
-        target = (base / file).resolve()
-    except (RuntimeError, OSError, ValueError) as e:  # a loop of links; a NUL in the name
-        return f"{file}: leads nowhere ({e})"
-    return "" if inside(base, target) else f"{file}: leads out of {base} (to {target})"
-
-
-def _walk(base: Path, top: Path) -> tuple[list[str], list[str], int]:
-    """The files below `top` (relative to the resolved `base`, sorted), the links below it that lead out
-    of `base` (never followed), and how many hidden entries (`.DS_Store`, `._x.png`, `.cache/`) were skipped.
-    Links that stay inside are followed, each real folder once (a loop of links ends)."""
-    files, outside, hidden, seen, stack = [], [], 0, set(), [top]
-    while stack:
-        d = stack.pop()
-        real = os.path.realpath(d)
-        if real in seen:
-            continue
-        seen.add(real)
-        entries = sorted(os.scandir(d), key=lambda e: e.name)
-        for e in entries:
-            rel = (Path(d) / e.name).relative_to(base).as_posix()  # lexically below base: d was built from it
-            if e.name.startswith("."):
-                hidden += 1
-            elif e.is_symlink() and _escapes(base, rel):
-                outside.append(rel)
-            elif e.is_dir():
-                stack.append(Path(d) / e.name)
-            else:  # a file, or a broken link, a FIFO...: _read_file says which
-                files.append(rel)
-    return sorted(files), sorted(outside), hidden
-
-
-def _from_folders(base: Path, cfg: ImportConfig) -> tuple[list[Candidate], list[dict], dict]:
-    cands, quarantined, skipped = [], [], {}
-    for label in cfg.classes:
-        files, outside, hidden = _walk(base, base / label)
-        if hidden:
-            skipped[f"hidden files in {label}/"] = hidden
-        quarantined += [_quarantine(cfg.source, f, UNSAFE_PATH, _escapes(base, f)) for f in outside]
-        for f in files:
-            why = _escapes(base, f)  # a link in a linked folder, say
-            if why:
-                quarantined.append(_quarantine(cfg.source, f, UNSAFE_PATH, why))
-            else:
-                cands.append(Candidate(label, f))
-    return cands, quarantined, skipped
-
-
-def _read_csv(csv: Path, cfg: ImportConfig) -> tuple[list[Candidate], list[dict], dict]:
-    try:
-        rows = pd.read_csv(csv, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise UserValueError(f"generate.source: {cfg.source} is not a readable CSV ({' '.join(str(e).split())})") from None
-    rows.columns = [str(c).strip().lower() for c in rows.columns]
-    missing = [c for c in CSV_REQUIRED if c not in rows.columns]
-    if missing:
-        raise UserValueError(f"generate.source: {cfg.source} has no {' or '.join(missing)} column (it needs "
-                             f"path,label; optional: {','.join(CSV_OPTIONAL)}; got {','.join(rows.columns)})")
-    bad = []
-    for col, kind in _NUMERIC.items():
-        if col not in rows.columns:
-            continue
-        for i, v in zip(rows.index, rows[col]):
-            try:
-                if v.strip():
-                    kind(v)
-            except ValueError:
-                bad.append(f"row {i + 2} {col}={v!r}")
-    if bad:
-        raise UserValueError(f"generate.source: {cfg.source}: not numbers where numbers belong ({', '.join(bad[:3])}"
-                             f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}); fix or drop the column")
-    base, cands, quarantined, seen = csv.parent.resolve(), [], [], set()
-    skipped: dict[str, int] = {}
-    ignored = [c for c in rows.columns if c not in CSV_REQUIRED + CSV_OPTIONAL]
-    if ignored:
-        skipped["columns ignored: " + ",".join(ignored)] = len(rows)
-    for r in rows.to_dict("records"):
-        file, label = r["path"].strip(), r["label"].strip().lower()
-        if not file and not label and not any(str(v).strip() for v in r.values()):
-            continue  # a blank line a spreadsheet left
-        if label not in LABELS:
-            quarantined.append(_quarantine(cfg.source, file, UNKNOWN_LABEL, f"label {r['label']!r} is not one of "
-                                           f"{', '.join(LABELS)}"))
-            continue
-        if label not in cfg.classes:
-            why = f"{label} rows (not in generate.classes)"
-            skipped[why] = skipped.get(why, 0) + 1
-            continue
-        if not file:
-            quarantined.append(_quarantine(cfg.source, file, MISSING_FILE, "empty path"))
-            continue
-        why = _escapes(base, file)
-        if why:
-            quarantined.append(_quarantine(cfg.source, file, UNSAFE_PATH, why))
-            continue
-        key = PurePosixPath(os.path.normpath(file)).as_posix()
-        if key in seen:
-            quarantined.append(_quarantine(cfg.source, file, DUPLICATE_ROW, f"{file} listed again"))
-            continue
-        seen.add(key)
-        cands.append(Candidate(label, key, {c: r[c].strip() for c in CSV_OPTIONAL if c in r}))
-    return cands, quarantined, skipped
 
 
 def square(img: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
@@ -233,53 +95,30 @@ def _convert_all(base: Path, batch: list[tuple[int, Candidate]], staging: Path, 
     return pmap(_convert, jobs, cfg.workers, desc=desc) if jobs else []
 
 
-def import_released(cfg: ImportConfig, out_dir: str | Path, repo_root: str | Path = ".",
-                    quarantine_file: str | Path | None = None,
-                    outputs: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Import the set `cfg.source` into `out_dir` (images/, metadata.csv, import.json); returns the metadata,
-    the quarantine (also written to `quarantine_file`, before any error about too few images) and a summary.
-    `outputs`: the paths.* block, which the set may not overlap (as the params schema checks)."""
-    t0 = time.perf_counter()
-    repo_root, out_dir = Path(repo_root).resolve(), Path(out_dir)
-    problems = source_problems(cfg.source, cfg.classes, repo_root, outputs)
-    if problems:
-        raise UserFileError("\n".join(f"generate.source: {p}" for p in problems))
-    src = (repo_root / cfg.source).resolve()  # the set may be a link to another disk
-    kind = "csv" if src.is_file() else "folders"
-    cands, quarantined, skipped = _read_csv(src, cfg) if kind == "csv" else _from_folders(src, cfg)
-    base = src.parent if kind == "csv" else src
-    rel_out = os.path.relpath(out_dir.resolve(), repo_root)
+def _take_class(label: str, ci: int, cands: list[Candidate], base: Path, staging: Path, cfg: ImportConfig,
+                quarantined: list[dict]) -> list[tuple[int, Candidate, dict]]:
+    """The class's usable images, converted into `staging` (all, or the first n_per_class of a seeded order),
+    sorted by file; each unusable one it read is added to `quarantined`."""
+    mine = [(k, c) for k, c in enumerate(cands) if c.label == label]
+    if cfg.n_per_class > 0:
+        order = np.random.default_rng([cfg.seed, ci, 0x1A7]).permutation(len(mine))
+        mine = [mine[i] for i in order]
+    good, pos = [], 0
+    while pos < len(mine) and (cfg.n_per_class == 0 or len(good) < cfg.n_per_class):
+        # all of the class, or as many as are still wanted: files past the n-th usable one are never read
+        step = len(mine) if cfg.n_per_class == 0 else cfg.n_per_class - len(good)
+        batch = mine[pos:pos + step]
+        pos += len(batch)
+        for (k, c), res in zip(batch, _convert_all(base, batch, staging, cfg, f"import {label}")):
+            if res["ok"]:
+                good.append((k, c, res))
+            else:
+                quarantined.append(_quarantine(cfg.source, c.file, res["reason"], res["detail"]))
+    return sorted(good, key=lambda g: g[1].file)
 
-    replace_output_dir(out_dir, "paths.synthetic")  # only a folder the pipeline made is deleted
-    staging = out_dir / ".importing"  # hidden: numbered by candidate until the usable ones get their ids
-    for label in cfg.classes:
-        (staging / label).mkdir(parents=True, exist_ok=True)
-        (out_dir / "images" / label).mkdir(parents=True, exist_ok=True)
 
-    kept: dict[str, list[tuple[int, Candidate, dict]]] = {}
-    found = {label: sum(c.label == label for c in cands) for label in cfg.classes}
-    for ci, label in enumerate(cfg.classes):
-        mine = [(k, c) for k, c in enumerate(cands) if c.label == label]
-        if cfg.n_per_class > 0:
-            order = np.random.default_rng([cfg.seed, ci, 0x1A7]).permutation(len(mine))
-            mine = [mine[i] for i in order]
-        good, pos = [], 0
-        while pos < len(mine) and (cfg.n_per_class == 0 or len(good) < cfg.n_per_class):
-            # all of the class, or as many as are still wanted: files past the n-th usable one are never read
-            step = len(mine) if cfg.n_per_class == 0 else cfg.n_per_class - len(good)
-            batch = mine[pos:pos + step]
-            pos += len(batch)
-            for (k, c), res in zip(batch, _convert_all(base, batch, staging, cfg, f"import {label}")):
-                if res["ok"]:
-                    good.append((k, c, res))
-                else:
-                    quarantined.append(_quarantine(cfg.source, c.file, res["reason"], res["detail"]))
-        kept[label] = sorted(good, key=lambda g: g[1].file)
-
-    quarantine = pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS)
-    if quarantine_file is not None:
-        Path(quarantine_file).parent.mkdir(parents=True, exist_ok=True)
-        quarantine.to_csv(quarantine_file, index=False)
+def _check_enough(kept: dict[str, list], cfg: ImportConfig, quarantine: pd.DataFrame,
+                  quarantine_file: str | Path | None) -> None:
     where = f" ({len(quarantine)} quarantined: {quarantine_file})" if len(quarantine) and quarantine_file else ""
     for label in cfg.classes:
         n = len(kept[label])
@@ -289,6 +128,9 @@ def import_released(cfg: ImportConfig, out_dir: str | Path, repo_root: str | Pat
         if n == 0:
             raise UserValueError(f"generate.source: {cfg.source} has no usable {label} image{where}")
 
+
+def _place(kept: dict[str, list], cfg: ImportConfig, staging: Path, repo_root: Path, rel_out: str) -> pd.DataFrame:
+    """The kept images moved from `staging` to their ids' paths, the rest of `staging` removed; the metadata."""
     rows = []
     for label in cfg.classes:
         for i, (k, c, res) in enumerate(kept[label]):
@@ -297,18 +139,19 @@ def import_released(cfg: ImportConfig, out_dir: str | Path, repo_root: str | Pat
             os.replace(staging / label / f"{k}.png", repo_root / path)
             rows.append({**{col: "" for col in METADATA_COLUMNS}, **c.meta, "image_id": image_id, "label": label,
                          "path": path, "source": cfg.source, "source_file": c.file, "sha256": res["sha256"]})
-    meta = pd.DataFrame(rows, columns=METADATA_COLUMNS)
     for label in cfg.classes:  # what was read and not kept: files past the draw of n_per_class
         for f in (staging / label).iterdir():
             f.unlink()
         (staging / label).rmdir()
     staging.rmdir()
-    meta.to_csv(out_dir / "metadata.csv", index=False)
+    return pd.DataFrame(rows, columns=METADATA_COLUMNS)
 
+
+def _summary(kept: dict[str, list], cfg: ImportConfig, kind: str, meta: pd.DataFrame, quarantine: pd.DataFrame,
+             found: dict[str, int], skipped: dict, elapsed: float) -> dict:
     results = [res for label in cfg.classes for _, _, res in kept[label]]
     sizes = pd.Series([f"{r['width']}x{r['height']}" for r in results]).value_counts()
-    elapsed = time.perf_counter() - t0
-    summary = {
+    return {
         "mode": "import", "source": cfg.source, "format": kind, "images": len(meta),
         "per_class": {label: len(kept[label]) for label in cfg.classes},
         "n_per_class": cfg.n_per_class,
@@ -327,6 +170,42 @@ def import_released(cfg: ImportConfig, out_dir: str | Path, repo_root: str | Pat
         "duplicate_files": int(meta.sha256.duplicated().sum()),
         "timings": {"seconds": round(elapsed, 1), "images_per_second": round(len(meta) / elapsed, 2) if elapsed else None},
     }
+
+
+def import_released(cfg: ImportConfig, out_dir: str | Path, repo_root: str | Path = ".",
+                    quarantine_file: str | Path | None = None,
+                    outputs: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Import the set `cfg.source` into `out_dir` (images/, metadata.csv, import.json); returns the metadata,
+    the quarantine (also written to `quarantine_file`, before any error about too few images) and a summary.
+    `outputs`: the paths.* block, which the set may not overlap (as the params schema checks)."""
+    t0 = time.perf_counter()
+    repo_root, out_dir = Path(repo_root).resolve(), Path(out_dir)
+    problems = source_problems(cfg.source, cfg.classes, repo_root, outputs)
+    if problems:
+        raise UserFileError("\n".join(f"generate.source: {p}" for p in problems))
+    src = (repo_root / cfg.source).resolve()  # the set may be a link to another disk
+    kind, base, (cands, quarantined, skipped) = list_set(src, cfg)
+    rel_out = os.path.relpath(out_dir.resolve(), repo_root)
+
+    replace_output_dir(out_dir, "paths.synthetic")  # only a folder the pipeline made is deleted
+    staging = out_dir / ".importing"  # hidden: numbered by candidate until the usable ones get their ids
+    for label in cfg.classes:
+        (staging / label).mkdir(parents=True, exist_ok=True)
+        (out_dir / "images" / label).mkdir(parents=True, exist_ok=True)
+
+    found = {label: sum(c.label == label for c in cands) for label in cfg.classes}
+    kept = {label: _take_class(label, ci, cands, base, staging, cfg, quarantined) for ci, label in enumerate(cfg.classes)}
+
+    quarantine = pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS)
+    if quarantine_file is not None:
+        Path(quarantine_file).parent.mkdir(parents=True, exist_ok=True)
+        quarantine.to_csv(quarantine_file, index=False)
+    _check_enough(kept, cfg, quarantine, quarantine_file)
+
+    meta = _place(kept, cfg, staging, repo_root, rel_out)
+    meta.to_csv(out_dir / "metadata.csv", index=False)
+
+    summary = _summary(kept, cfg, kind, meta, quarantine, found, skipped, time.perf_counter() - t0)
     record = {k: v for k, v in summary.items() if k != "timings"} | {"config": asdict(cfg)}
     write_json((out_dir / IMPORT_RECORD), record)
     return meta, quarantine, summary

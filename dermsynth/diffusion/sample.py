@@ -35,6 +35,7 @@ from dermsynth.diffusion.base import load_pipeline
 from dermsynth.errors import UserValueError
 from dermsynth.files import dir_fingerprint, fingerprint
 from dermsynth.parallel import torch_threads
+from dermsynth.params import Generate, defaults_from
 from dermsynth.paths import replace_output_dir
 from dermsynth.precision import resolve
 
@@ -42,21 +43,22 @@ SAMPLERS = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteSc
 
 
 @dataclass(frozen=True)
+@defaults_from(Generate)
 class GenerateConfig:
-    n_per_class: int = 3000
-    classes: tuple[str, ...] = ("benign", "malignant")
-    samplers: tuple[str, ...] = ("euler", "euler_a", "plms")
-    steps_min: int = 20
-    steps_max: int = 26
-    guidance_scale: float = 7.0
-    prompt: str = "a dermoscopic image of sks {label} lesion"
-    negative_prompt: str = "blurry, lowres, low quality, cartoon, drawing, text, watermark"
-    batch_size: int = 128  # images per chunk; fixed chunking keeps bytes identical across resumes
-    threads: int = 2  # CPU threads, fixed so results are bit-identical from run to run
-    dtype: str = "auto"  # auto = fp16 on CUDA, fp32 on CPU
-    channels_last: bool = True
-    compile: bool = False  # torch.compile the UNet (pays off on GPU for thousands of images)
-    max_reseeds: int = 3  # NaN or black renders drawn again from a derived seed, at most this often
+    n_per_class: int
+    classes: tuple[str, ...]
+    samplers: tuple[str, ...]
+    steps_min: int
+    steps_max: int
+    guidance_scale: float
+    prompt: str
+    negative_prompt: str
+    batch_size: int
+    threads: int
+    dtype: str
+    channels_last: bool
+    compile: bool
+    max_reseeds: int
     seed: int = 0
 
 
@@ -182,6 +184,41 @@ def _save_png(arr: np.ndarray, dst: Path) -> None:
     os.replace(tmp, dst)  # atomic: a killed run never leaves a half-written image behind
 
 
+def _render_missing(df: pd.DataFrame, ours: pd.DataFrame, todo: pd.DataFrame, cfg: GenerateConfig, base_dir: str,
+                    lora_dirs: dict[str, str], work: Path, repo_root: Path, device, rank: int, world: int,
+                    stop_after_chunks: int | None) -> tuple[int, bool]:
+    """Render this process's unfinished chunks into `work`, one class's pipeline at a time; returns how many
+    images it made and whether it stopped after `stop_after_chunks` (a test's interruption)."""
+    made, chunks_done, t0 = 0, 0, time.perf_counter()
+    bar = tqdm(total=len(ours), initial=len(ours) - len(todo), desc=f"generate [{rank + 1}/{world}]" if world > 1
+               else "generate", unit="img", mininterval=2.0, disable=rank != 0)
+    for label in cfg.classes:
+        chunks = todo[todo.label == label].groupby("chunk", sort=False)
+        if len(todo[todo.label == label]) == 0:
+            continue
+        pipe = prepare_pipeline(repo_root / base_dir, repo_root / lora_dirs[label], cfg, device)
+        base_sched = dict(pipe.scheduler.config)
+        for _, missing in chunks:
+            # regenerate the whole chunk, so the batch (and thus every byte) is what it always is
+            rows = df[df.chunk == missing.chunk.iloc[0]]
+            arrays, retries = render_chunk(pipe, rows, base_sched, cfg.max_reseeds)
+            # the retry record goes first: images on disk mean the chunk is done
+            _chunk_record(work, rows.chunk.iloc[0]).write_text(json.dumps(retries))
+            for arr, (_, r) in zip(arrays, rows.iterrows()):
+                if not Path(r.work_path).is_file():
+                    _save_png(arr, Path(r.work_path))
+            made += len(missing)
+            bar.update(len(missing))
+            bar.set_postfix(rate=f"{made / (time.perf_counter() - t0):.1f} img/s", refresh=False)
+            chunks_done += 1
+            if stop_after_chunks is not None and chunks_done >= stop_after_chunks:
+                bar.close()
+                return made, True
+        del pipe
+    bar.close()
+    return made, False
+
+
 def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_dir: str | Path,
              work_root: str | Path, repo_root: str | Path = ".", stop_after_chunks: int | None = None,
              state=None) -> dict:
@@ -204,34 +241,12 @@ def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_
     mine = set(list(dict.fromkeys(df.chunk))[rank::world])
     ours = df[df.chunk.isin(mine)]
     todo = ours[[not Path(p).is_file() for p in ours.work_path]]
-    made, chunks_done, t0 = 0, 0, time.perf_counter()
-    bar = tqdm(total=len(ours), initial=len(ours) - len(todo), desc=f"generate [{rank + 1}/{world}]" if world > 1
-               else "generate", unit="img", mininterval=2.0, disable=not main)
+    t0 = time.perf_counter()
     device = state.device if state is not None and state.device.type == "cuda" else None
-    for label in cfg.classes:
-        chunks = todo[todo.label == label].groupby("chunk", sort=False)
-        if len(todo[todo.label == label]) == 0:
-            continue
-        pipe = prepare_pipeline(repo_root / base_dir, repo_root / lora_dirs[label], cfg, device)
-        base_sched = dict(pipe.scheduler.config)
-        for _, missing in chunks:
-            # regenerate the whole chunk, so the batch (and thus every byte) is what it always is
-            rows = df[df.chunk == missing.chunk.iloc[0]]
-            arrays, retries = render_chunk(pipe, rows, base_sched, cfg.max_reseeds)
-            # the retry record goes first: images on disk mean the chunk is done
-            _chunk_record(work, rows.chunk.iloc[0]).write_text(json.dumps(retries))
-            for arr, (_, r) in zip(arrays, rows.iterrows()):
-                if not Path(r.work_path).is_file():
-                    _save_png(arr, Path(r.work_path))
-            made += len(missing)
-            bar.update(len(missing))
-            bar.set_postfix(rate=f"{made / (time.perf_counter() - t0):.1f} img/s", refresh=False)
-            chunks_done += 1
-            if stop_after_chunks is not None and chunks_done >= stop_after_chunks:
-                bar.close()
-                return {"stopped_early": True, "made": made}
-        del pipe
-    bar.close()
+    made, stopped = _render_missing(df, ours, todo, cfg, base_dir, lora_dirs, work, repo_root, device, rank, world,
+                                    stop_after_chunks)
+    if stopped:
+        return {"stopped_early": True, "made": made}
     elapsed = time.perf_counter() - t0
     if state is not None:
         state.wait_for_everyone()  # every chunk is on disk before the set is published
@@ -292,7 +307,9 @@ def regenerate(row: dict | pd.Series, repo_root: str | Path = ".", threads: int 
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler(row["sampler"], dict(pipe.scheduler.config))
-    out = pipe(prompt=row["prompt"], negative_prompt=row["negative_prompt"], num_inference_steps=int(row["steps"]),
+    # an empty negative prompt (the demo's) is a missing value once metadata.csv is read by pandas
+    negative = "" if pd.isna(row.get("negative_prompt")) else str(row["negative_prompt"])
+    out = pipe(prompt=row["prompt"], negative_prompt=negative, num_inference_steps=int(row["steps"]),
                guidance_scale=float(row["cfg"]), generator=torch.Generator("cpu").manual_seed(int(row["seed"])),
                output_type="np").images[0]
     return np.round(out * 255).clip(0, 255).astype(np.uint8)

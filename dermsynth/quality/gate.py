@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from dermsynth.config import offline_environment
 from dermsynth.errors import UserError
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# before great_expectations is imported (below, in functions): it reads the setting at import
+os.environ.setdefault("GX_ANALYTICS_ENABLED", offline_environment()["GX_ANALYTICS_ENABLED"])
 
 log = logging.getLogger(__name__)
 

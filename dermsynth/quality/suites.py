@@ -14,18 +14,20 @@ from dermsynth.contracts import (ATTRIBUTES, METADATA_COLUMNS, METADATA_UNKNOWN_
 from dermsynth.data.records import LABELS
 from dermsynth.data.subgroups import AGE_BANDS, SITES, SKIN_TONES, UNKNOWN
 from dermsynth.parallel import pmap
+from dermsynth.params import Quality, defaults_from
 from dermsynth.quality.gate import Table
 
 
 @dataclass(frozen=True)
+@defaults_from(Quality)
 class QualityConfig:
-    min_raw_size: int = 64
-    min_minority_fraction: float = 0.1  # per split and per test set; the real imbalance is reported anyway
-    min_split_rows: int = 10
-    min_pixel_std: float = 2.0  # synthetic images flatter than this are blank
-    min_pixel_mean: float = 8.0  # ... darker than this are black
-    max_subgroup_shift: float = 0.25  # a group's share of its attribute may differ by at most this between splits
-    min_subgroup_rows: int = 20  # ... checked where the group has this many images in every split (fewer: noise)
+    min_raw_size: int
+    min_minority_fraction: float
+    min_split_rows: int
+    min_pixel_std: float
+    min_pixel_mean: float
+    max_subgroup_shift: float
+    min_subgroup_rows: int
 
 VOCABULARY = {"sex": ["male", "female", UNKNOWN], "age_band": [n for _, n in AGE_BANDS] + [UNKNOWN],
               "site": [*SITES, UNKNOWN], "skin_tone": [*SKIN_TONES, UNKNOWN]}

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dermsynth.config import offline_environment
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 ROWS = ["generate_b1_dermsynth", "generate_b1_diffusers", "generate_b8_dermsynth", "generate_b8_diffusers",
@@ -17,7 +19,7 @@ ROWS = ["generate_b1_dermsynth", "generate_b1_diffusers", "generate_b8_dermsynth
 
 
 def _run(args: list[str], env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env_extra or {})}
+    env = {**os.environ, **offline_environment(), **(env_extra or {})}
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
 

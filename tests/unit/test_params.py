@@ -1,6 +1,7 @@
 """params.yaml, configs/paper.yaml and dvc.yaml agree with each other and with the code."""
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dermsynth.audit.run import PARAM_KEYS, AuditConfig
@@ -221,3 +222,80 @@ def test_the_schema_knows_every_source_ingest_reads():
     from dermsynth.params import SOURCES
 
     assert tuple(READERS) == SOURCES
+
+
+# each library config and the params blocks it is built from (the first naming a key wins)
+LIBRARY_CONFIGS = {
+    "dermsynth.diffusion.lora:LoraTrainConfig": ["lora"],
+    "dermsynth.diffusion.sample:GenerateConfig": ["generate"],
+    "dermsynth.diffusion.released_listing:ImportConfig": ["generate", "prepare", "ingest"],
+    "dermsynth.diffusion.pretrain:PretrainConfig": ["base_model.pretrain"],
+    "dermsynth.classify.train:TrainConfig": ["train"],
+    "dermsynth.classify.mixing:MixConfig": ["train.mixing", "train"],
+    "dermsynth.data.preprocess:PrepConfig": ["prepare"],
+    "dermsynth.audit.run:AuditConfig": ["audit"],
+    "dermsynth.filter:FilterConfig": ["filter", "quality"],
+    "dermsynth.quality.suites:QualityConfig": ["quality"],
+}
+NO_PARAMS_BLOCK = {"dermsynth.diffusion.tiny:TinyConfig"}  # built from the base model's own config file
+
+
+def test_a_library_config_built_without_params_is_the_one_dvc_repro_builds():
+    """A notebook's `train_lora(LoraTrainConfig())` trains the LoRA `dvc repro` trains: every default a library
+    config holds for a params key is the schema's (dermsynth/params.py is the one source of defaults)."""
+    import dataclasses
+    import importlib
+    import re
+
+    from dermsynth.params import validate
+
+    found = set()
+    for f in (ROOT / "dermsynth").rglob("*.py"):
+        mod = ".".join(f.relative_to(ROOT).with_suffix("").parts)
+        found |= {f"{mod}:{c}" for c in re.findall(r"^@dataclass[^\n]*\n(?:@[^\n]*\n)*class (\w+Config)\b", f.read_text(), re.M)}
+    assert found == set(LIBRARY_CONFIGS) | NO_PARAMS_BLOCK, found ^ (set(LIBRARY_CONFIGS) | NO_PARAMS_BLOCK)
+    schema = validate({})
+    wrong, keys = [], 0
+    for name, blocks in LIBRARY_CONFIGS.items():
+        mod, cls = name.split(":")
+        cfg = getattr(importlib.import_module(mod), cls)
+        dicts = []
+        for b in blocks:
+            d = schema
+            for part in b.split("."):
+                d = d[part]
+            dicts.append(d)
+        for field in dataclasses.fields(cfg):
+            d = next((d for d in dicts if field.name in d), None)
+            if d is None or field.name == "source":  # ImportConfig.source: no default (a set must be named)
+                continue
+            keys += 1
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                wrong.append(f"{cls}.{field.name}: no default")
+                continue
+            value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            if (list(value) if isinstance(value, tuple) else value) != d[field.name]:
+                wrong.append(f"{cls}.{field.name}: {value!r}, the schema {d[field.name]!r}")
+    assert not wrong and keys > 100, (keys, wrong)
+
+
+def test_a_library_config_may_not_write_a_default_of_its_own():
+    from dataclasses import dataclass
+
+    from dermsynth.params import Lora, defaults_from
+
+    with pytest.raises(TypeError, match="LoraLike.alpha: the default is Lora.alpha's"):
+        @dataclass
+        @defaults_from(Lora)
+        class LoraLike:
+            rank: int
+            alpha: int = 8
+
+    @dataclass
+    @defaults_from(Lora, required=("rank",))
+    class Needs:
+        rank: int
+        alpha: int
+    assert Needs(rank=4).alpha == Lora.model_fields["alpha"].default
+    with pytest.raises(TypeError):
+        Needs()
