@@ -69,7 +69,7 @@ def _paired(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def synthetic_efficiency(df: pd.DataFrame, seed: int = 0, n_boot: int = BOOTSTRAP) -> pd.DataFrame:
-    """One row per arm cell holding both arms (report.tidy() rows with a `pool` column): each arm's mean
+    """One row per arm cell holding both arms (study_stats.tidy() rows with a `pool` column): each arm's mean
     effect, the efficiency and its 95 % bootstrap interval (3+ pairs), and whether the control arm sees
     an effect at all (its paired t-interval excludes 0)."""
     wide = _paired(df.assign(pool=df.get("pool", SYNTHETIC)))

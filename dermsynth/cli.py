@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from dermsynth.cli_args import build_parser
 from dermsynth.config import configure_environment
 from dermsynth.errors import UserError
 from dermsynth.files import find_root
+from dermsynth.process_group import serve_group
 
 # commands that open a database at the root, and the variable that puts it elsewhere: outside a
 # repository they would make a fresh one in whatever folder they were started from
@@ -36,13 +35,6 @@ def enter_repository(command: str) -> Path:
                         f"`dermsynth {command}` from the repository, or set {variable}")
     os.chdir(root)
     return root
-
-
-def typed_path(value: str) -> Path:
-    """A path typed on the command line, made absolute against the folder it was typed in (argparse
-    converts it before main() moves to the root; defaults are Path objects, which it leaves alone, so
-    they stay relative to the root)."""
-    return Path(value).expanduser().absolute()
 
 
 def _shown(path: Path) -> str:
@@ -131,7 +123,9 @@ def _utc(value: str | None, flag: str):
 
 def _report(args: argparse.Namespace) -> None:
     from dermsynth import tracking
-    from dermsynth.report import check_replaces, screen_runs, tidy_runs, write_study
+    from dermsynth.report import check_replaces, write_study
+    from dermsynth.runs import screen_runs
+    from dermsynth.study_stats import tidy_runs
 
     since, until = _utc(args.since, "--since"), _utc(args.until, "--until")
     # one study's runs only (the MLflow store keeps every run ever made)
@@ -156,29 +150,29 @@ def _report(args: argparse.Namespace) -> None:
 def _metrics(args: argparse.Namespace) -> None:
     import json
 
-    from dermsynth import results
+    from dermsynth import run_tables, workspace_metrics
 
     if args.by == "ratio":
         from dermsynth import tracking
 
         since, until = _utc(args.since, "--since"), _utc(args.until, "--until")
-        rep = results.ratio_report(tracking.runs(), since, until)
+        rep = run_tables.ratio_report(tracking.runs(), since, until)
     else:
         from dermsynth.config import load_params
 
         if args.since or args.until:  # the metrics files are one run's: there is nothing to choose by time
             raise UserError("--since/--until choose MLflow runs: use them with --by ratio")
         params = load_params()
-        rep = results.metrics_report(params["train"]["models"], Path(params["paths"]["reports"]),
-                                     Path("models/classifiers"))
+        rep = workspace_metrics.metrics_report(params["train"]["models"], Path(params["paths"]["reports"]),
+                                               Path("models/classifiers"))
     print(json.dumps(rep.as_dict(), indent=2) if args.json else rep.text(), end="\n" if args.json else "")
 
 
 def _runs(args: argparse.Namespace) -> None:
-    from dermsynth import results, tracking
+    from dermsynth import run_tables, tracking
 
     since, until = _utc(args.since, "--since"), _utc(args.until, "--until")
-    print("\n".join(results.runs_table(tracking.runs(finished_only=False), since, until)))
+    print("\n".join(run_tables.runs_table(tracking.runs(finished_only=False), since, until)))
 
 
 def _app(args: argparse.Namespace) -> None:
@@ -196,75 +190,6 @@ def _app(args: argparse.Namespace) -> None:
         print(f"building the FiftyOne dataset '{args.dataset}' from the pipeline's outputs...", flush=True)
         build_from_outputs(load_params(), name=args.dataset)
     serve(args.dataset, args.port)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of group `pgid` still runs (zombies, already stopped, do not count)."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: ask the kernel, zombies included
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def _stop_group(pgid: int, grace: float = 15.0) -> None:
-    """SIGTERM to every process of the group, SIGKILL to what still runs after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.2)
-
-
-# what stops a server run by serve_group; SIGHUP too, since the server's own session no longer gets
-# the terminal's hang-up
-STOP_SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))
-
-
-def serve_group(cmd: list[str]) -> int:
-    """Run a server `cmd` in a process group of its own until it exits, or until a STOP_SIGNALS signal
-    reaches this process: it stops the whole group (mlflow ui starts uvicorn, a job runner and its huey
-    consumers, which a signal to this process alone would leave serving). Returns the server's exit
-    status, 0 when a signal stopped it."""
-    stopping: list[int] = []
-    procs: list[subprocess.Popen] = []
-
-    def _stop(signum: int, _frame) -> None:  # only signals here: the main thread does the waiting
-        stopping.append(signum)
-        if procs:
-            try:
-                os.killpg(procs[0].pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    old = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
-    try:
-        # its own session, so that a terminal's Ctrl-C reaches this process only and is handled once, here
-        procs.append(subprocess.Popen(cmd, start_new_session=True))
-        if stopping:  # a signal that came before there was a group to stop
-            _stop(stopping[0], None)
-        rc = procs[0].wait()
-        return 0 if stopping else rc
-    finally:
-        if procs:
-            _stop_group(procs[0].pid)
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _mlflow(args: argparse.Namespace) -> None:
@@ -303,77 +228,21 @@ class ParamsCheckFailed(UserError):
         super().__init__("\n".join(lines))
 
 
+# the function that runs each sub-command (dermsynth.cli_args builds their parsers)
+COMMANDS = {"check": _check, "demo-data": _demo_data, "export-lora": _export_lora, "report": _report,
+            "metrics": _metrics, "power": _power, "runs": _runs, "mlflow": _mlflow, "app": _app}
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="dermsynth", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("check", help="validate a params file and what it names (data, models, weights, disk)")
-    p.add_argument("params", nargs="?", type=typed_path, default=Path("params.yaml"))
-    p.add_argument("--explain", metavar="KEY", help="print a key's type, range, default and meaning from the schema "
-                                                    "(e.g. lora.rank; a block such as lora lists its keys; '' = all)")
-    p.set_defaults(fn=_check)
-    p = sub.add_parser("demo-data", help="write the procedural demo set in HAM10000/ISIC layouts")
-    p.add_argument("--out", type=typed_path, default=Path("data/raw"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-defects", action="store_true", help="leave out the deliberately bad inputs")
-    p.add_argument("--scale", type=float, default=None,
-                   help="scale profile: the four archives at their real image sizes and this fraction of their real "
-                        "counts (1 = full size), with ISIC 2019's republished HAM10000 ids and ISIC 2020's duplicates")
-    p.add_argument("--isic-archive", action="store_true",
-                   help="also write a small ISIC Archive download (isic-cli layout) in <out>/isic_archive/demo-download "
-                        "(not in the default demo: `make data` restores data/raw without it)")
-    p.set_defaults(fn=_demo_data)
-    p = sub.add_parser("export-lora", help="export a trained LoRA for AUTOMATIC1111 / ComfyUI")
-    p.add_argument("--lora", type=typed_path, default=Path("models/lora/malignant"),
-                   help="a diffusers LoRA directory or file")
-    p.add_argument("--format", choices=["a1111"], default="a1111", help="kohya-ss safetensors (A1111, ComfyUI)")
-    p.add_argument("--out", type=typed_path, help="output .safetensors (default: <lora>_a1111.safetensors)")
-    p.set_defaults(fn=_export_lora)
-    p = sub.add_parser("report", help="ratio study from MLflow: reports/ratio_sweep.{md,png,csv}")
-    p.add_argument("--out", type=typed_path, default=Path("reports"),
-                   help="report folder (default: reports/ at the repository root)")
-    p.add_argument("--force", action="store_true",
-                   help="replace the study in --out even if this report does not cover all its runs")
-    p.add_argument("--since", help="only runs started at or after this UTC time, e.g. '2026-11-24 09:30'")
-    p.add_argument("--until", help="only runs started before this UTC time (a study that others followed)")
-    p.set_defaults(fn=_report)
-    p = sub.add_parser("metrics", help="test metrics at a glance: per test set, model x AUROC, balanced accuracy, "
-                                       "sensitivity, specificity, pAUC80 [95 %% CI], flags for degenerate results")
-    p.add_argument("--by", choices=["model", "ratio"], default="model",
-                   help="model: the workspace's reports/metrics (default); ratio: a study's MLflow runs, mean and SD "
-                        "over seeds per model and ratio")
-    p.add_argument("--json", action="store_true", help="the same as JSON")
-    p.add_argument("--since", help="with --by ratio: only runs started at or after this UTC time")
-    p.add_argument("--until", help="with --by ratio: only runs started before this UTC time")
-    p.set_defaults(fn=_metrics)
-    p = sub.add_parser("power", help="from a study's runs: the effect it can detect, and the seeds (and test images) "
-                                     "an effect needs, at 80 %% power")
-    p.add_argument("--runs", type=typed_path, default=Path("reports/ratio_sweep_runs.csv"),
-                   help="a study's per-run values (dermsynth report writes reports/ratio_sweep_runs.csv)")
-    p.add_argument("--metric", default="balanced_accuracy")
-    p.add_argument("--effect", type=float, default=0.02, help="the effect to detect (default 0.02: +2 points)")
-    p.add_argument("--replicates", type=int, help="seeds (pairs) of the planned study (default: the measured study's)")
-    p.add_argument("--testset-size", type=int, help="images of each planned test set (default: the prepared set's)")
-    p.set_defaults(fn=_power)
-    p = sub.add_parser("runs", help="the MLflow runs, one line each: name, condition, status, test AUROC")
-    p.add_argument("--since", help="only runs started at or after this UTC time, e.g. '2026-11-24 09:30'")
-    p.add_argument("--until", help="only runs started before this UTC time")
-    p.set_defaults(fn=_runs)
-    p = sub.add_parser("mlflow", help="the MLflow UI (127.0.0.1) on the project's runs, offline")
-    p.add_argument("--port", type=int, default=5000)
-    p.set_defaults(fn=_mlflow)
-    p = sub.add_parser("app", help="open the FiftyOne App (127.0.0.1) on the real vs synthetic dataset")
-    p.add_argument("--port", type=int, default=5151)
-    p.add_argument("--dataset", default="dermsynth")
-    p.add_argument("--rebuild", action="store_true", help="rebuild the dataset from the outputs first")
-    p.set_defaults(fn=_app)
-    args = parser.parse_args(argv)  # before moving to the root: typed paths are relative to where they were typed
+    # parsed before moving to the root: typed paths are relative to where they were typed
+    args = build_parser(__doc__).parse_args(argv)
     start = os.getcwd()
     try:
         enter_repository(args.command)
         # after enter_repository, which must see whether the user set FIFTYONE_DATABASE_DIR before this
         # fills it in (with <root>/.fiftyone/db)
         configure_environment()
-        args.fn(args)
+        COMMANDS[args.command](args)
     except UserError as e:  # the user's to fix: `ERROR: ...` lines, exit 1; a bug keeps its traceback
         lines = str(e).splitlines() or [type(e).__name__]
         print("\n".join(f"ERROR: {line}" for line in lines), file=sys.stderr)

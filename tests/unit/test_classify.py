@@ -173,7 +173,8 @@ def test_report_command_keeps_one_study_between_since_and_until(tmp_path, mlflow
 
 def test_report_intervals_stay_in_range_and_need_three_replicates(tmp_path, mlflow_store):
     """Two wildly different seeds: a plain t-interval would be [-1.2, 2.5]; the report shows none and says why."""
-    from dermsynth.report import bounded_interval, write_report
+    from dermsynth.report import write_report
+    from dermsynth.study_stats import bounded_interval
 
     _log_runs({(r, s): (lambda k, s=s: 0.05 if s == 1 else 0.95) for r in (0.0, 1.0) for s in (1, 2)})
     s = write_report(tracking.runs(), tmp_path / "rep")
@@ -246,7 +247,7 @@ def test_committed_demo_study_is_what_the_report_computes_from_its_runs():
 
     import pandas as pd
 
-    from dermsynth.report import summarise
+    from dermsynth.study_stats import summarise
 
     rep = Path(__file__).resolve().parents[2] / "reports"
     runs = pd.read_csv(rep / "ratio_sweep_runs.csv", dtype={"data_seed": str})

@@ -190,7 +190,8 @@ def _study() -> pd.DataFrame:
 def test_sweep_figure_one_legend_headline_readable_labels_no_overlapping_bands(tmp_path):
     from matplotlib.collections import PolyCollection
 
-    from dermsynth.report import best_effects, line_labels, plot_curves, summarise, sweep_figure
+    from dermsynth.study_figures import best_effects, line_labels, plot_curves, sweep_figure
+    from dermsynth.study_stats import summarise
 
     s = summarise(_study())
     fig = sweep_figure(s)
@@ -219,7 +220,7 @@ def test_sweep_figure_one_legend_headline_readable_labels_no_overlapping_bands(t
 
 
 def test_filter_settings_read_as_words():
-    from dermsynth.report import filter_title
+    from dermsynth.study_figures import filter_title
 
     assert filter_title("none 1") == "every synthetic image (no filter)"
     assert filter_title("combined 1") == filter_title("flagged 1") == "synthetic near-copies and blanks dropped"

@@ -222,7 +222,8 @@ def test_metrics_by_ratio_is_mean_and_sd_over_seeds_of_one_study(repo, capsys):
     assert "m ratio 0: " not in out
     assert out.strip().splitlines()[-1].startswith("6 MLflow runs; 1 left out")
 
-    from dermsynth.report import screen_runs, summarise, tidy
+    from dermsynth.runs import screen_runs
+    from dermsynth.study_stats import summarise, tidy
 
     s = summarise(tidy(screen_runs(tracking.runs(), pd.Timestamp(since, tz="UTC"))[0]))
     main(["metrics", "--by", "ratio", "--since", since, "--json"])
@@ -299,7 +300,7 @@ def test_help_of_the_commands_prints(capsys):
 def test_the_ratio_report_says_identical_replicates_instead_of_a_zero_width_interval():
     import pandas as pd
 
-    from dermsynth.report import _fmt_effect, _fmt_level
+    from dermsynth.study_markdown import _fmt_effect, _fmt_level
 
     same = pd.Series({"mean": 0.71, "ci95_low": 0.71, "ci95_high": 0.71, "replicates": 3})
     spread = pd.Series({"mean": 0.71, "ci95_low": 0.65, "ci95_high": 0.77, "replicates": 3})

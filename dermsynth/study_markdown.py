@@ -1,0 +1,131 @@
+"""The ratio study as markdown: reports/ratio_sweep.md, its tables of levels, effects and efficiency."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from dermsynth.arms import CONTROL, synthetic_efficiency
+from dermsynth.classify.metrics import METRICS
+from dermsynth.runs import GAP_METRICS
+from dermsynth.study_stats import MIN_REPLICATES_FOR_INTERVAL, metric_range, with_defaults
+from dermsynth.testset_names import testset_name
+
+# class mixes whose synthetic part differs in class mix from the real part: origin then predicts the class
+CONFOUNDED = {"balanced": " (synthetic part 50/50: class mix confounded with origin)",
+              "minority": " (synthetic images of the minority class only: class confounded with origin)"}
+
+
+def _varied(df: pd.DataFrame) -> list[str]:
+    seeds, data_seeds = sorted(df.seed.unique()), sorted(df.data_seed.unique())
+    lines = [f"- classifier seeds varied: {', '.join(map(str, seeds))} (initialisation, mixing, augmentation, bootstrap)"]
+    if len(data_seeds) > 1:
+        lines.append(f"- data seeds varied: {', '.join(data_seeds)} (split, diffusion, LoRA, generation): intervals "
+                     "include split and generator variance")
+    else:
+        lines.append(f"- data_seed fixed at {data_seeds[0]}: intervals cover the classifier side only, not the split or "
+                     "the generator (vary it with `-S data_seed=...`)")
+    return lines
+
+
+def _zero_width(low: float, high: float) -> bool:
+    """An interval that prints as one number: identical replicates, not certainty."""
+    return not math.isnan(low) and f"{low:.3f}" == f"{high:.3f}"
+
+
+def _fmt_level(r: pd.Series) -> str:
+    cell = f"{r['mean']:.3f}"
+    if _zero_width(r.ci95_low, r.ci95_high):
+        return cell + f" ({int(r.replicates)} identical replicates)"
+    return cell + (f" [{r.ci95_low:.3f}, {r.ci95_high:.3f}]" if not math.isnan(r.ci95_low) else "")
+
+
+def _fmt_mde(r) -> str:
+    """The detectable effect, or that none inside the metric's range is (a t-test of 3 noisy pairs)."""
+    lo, hi = metric_range(r.metric)
+    if math.isnan(r.mde80):
+        return ""
+    return f"+-{r.mde80:.3f}" if r.mde80 <= hi - lo else f"none (> {hi - lo:g})"
+
+
+def _efficiency_lines(df: pd.DataFrame) -> list[str]:
+    """The control arm's section: how much of the gain of new real images the synthetic ones give."""
+    e = synthetic_efficiency(df)
+    if e.empty:
+        return []
+    lines = ["## Synthetic efficiency against held-out real images", "",
+             "Both arms at the same ratio, class mix and counts: the synthetic arm's images come from the generator, "
+             "the control arm's from real training groups the classifier would not otherwise see (what a perfect "
+             "generator would give). Efficiency = synthetic effect / control effect against ratio 0 on the same "
+             "replicates [95 % bootstrap interval]: 1 = as good as new real images, 0 = no gain.", "",
+             "| model | test set | metric | ratio | real fraction | pairs | synthetic effect | control effect | "
+             "efficiency |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in e.itertuples(index=False):
+        eff = "" if math.isnan(r.efficiency) else f"{r.efficiency:.2f}"
+        if not math.isnan(r.efficiency_low):
+            eff += f" [{r.efficiency_low:.2f}, {r.efficiency_high:.2f}]"
+        if not r.control_sees_an_effect:
+            eff += " (the control arm shows no effect: this study cannot see at this size)"
+        lines.append(f"| {r.model} | {testset_name(r.testset)} | {r.metric} | {r.ratio:g} | {r.real_fraction:g} | "
+                     f"{r.pairs} | {r.effect_synthetic:+.3f} | {r.effect_control:+.3f} | {eff} |")
+    return lines + [""]
+
+
+def _fmt_effect(r: pd.Series) -> str:
+    if math.isnan(r.delta):
+        return ""
+    cell = f"{r.delta:+.3f}"
+    if _zero_width(r.delta_low, r.delta_high):
+        cell += " (the same in every replicate)"
+    elif not math.isnan(r.delta_low):
+        cell += f" [{r.delta_low:+.3f}, {r.delta_high:+.3f}]"
+    if not math.isnan(r.p):
+        cell += f" p={r.p:.2g}, Holm {r.p_holm:.2g}"
+    return cell
+
+
+def markdown(df: pd.DataFrame, s: pd.DataFrame) -> str:
+    reps = int(s.replicates.max()) if len(s) else 0
+    lines = ["# Ratio study", "",
+             f"{df.run_id.nunique()} MLflow runs; ratio = fraction of synthetic training images. Replicates are "
+             "(seed, data_seed) pairs:", *_varied(df), "",
+             "Levels: mean over replicates [95 % t-interval on the logit scale, inside the metric's range]. Effects: "
+             "paired difference to ratio 0 on the same replicates [95 % t-interval], paired t-test p and its Holm "
+             f"adjustment over all {int(s.p.notna().sum())} tests of this report."]
+    if reps < MIN_REPLICATES_FOR_INTERVAL:
+        lines += ["", f"**No intervals**: at most {reps} replicate(s) per cell; a t-interval needs at least "
+                  f"{MIN_REPLICATES_FOR_INTERVAL} to mean anything (with 2 it spans +-12.7 standard deviations)."]
+    lines.append("")
+    lines += _efficiency_lines(with_defaults(df))
+    for (model, ts, mix, pool, frac, filt), g in s.groupby(["model", "testset", "synthetic_class_mix", "pool",
+                                                           "real_fraction", "filter"]):
+        title = f"## {model} on {ts}" + CONFOUNDED.get(mix, "") + (
+            " (control arm: held-out real images in the synthetic slots)" if pool == CONTROL else "")
+        lines += [title + (f", real_fraction {frac:g}" if frac != 1.0 else "") + f", filter {filt}", "",
+                  "| ratio | replicates | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+        by = {(r.ratio, r.metric): r for r in g.itertuples(index=False)}
+        ratios = sorted(g.ratio.unique())
+        for ratio in ratios:
+            cells = [_fmt_level(pd.Series(by[(ratio, m)]._asdict())) if (ratio, m) in by else "" for m in METRICS]
+            lines.append(f"| {ratio:g} | {int(g[g.ratio == ratio].replicates.max())} | " + " | ".join(cells) + " |")
+        effects = [r for r in ratios if r > 0 and g[g.ratio == r].delta.notna().any()]
+        if effects:
+            lines += ["", "Effect against ratio 0:", "", "| ratio | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+            for ratio in effects:
+                cells = [_fmt_effect(pd.Series(by[(ratio, m)]._asdict())) if (ratio, m) in by else "" for m in METRICS]
+                lines.append(f"| {ratio:g} | " + " | ".join(cells) + " |")
+            lines += ["", "Smallest effect these pairs detect (80 % power, paired t-test, alpha 0.05 before Holm): an "
+                      "effect reported as none may still be as large as this.", "",
+                      "| ratio | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+            for ratio in effects:
+                cells = [_fmt_mde(by[(ratio, m)]) if (ratio, m) in by else "" for m in METRICS]
+                lines.append(f"| {ratio:g} | " + " | ".join(cells) + " |")
+        gaps = [m for m in GAP_METRICS if (g.metric == m).any()]
+        if gaps:
+            lines += ["", "AUROC gap between the best and the worst patient group (smaller is fairer; "
+                      "`reports/subgroup_gap.png`):", "", "| ratio | " + " | ".join(gaps) + " |", "|---|" + "---|" * len(gaps)]
+            for ratio in ratios:
+                cells = [_fmt_level(pd.Series(by[(ratio, m)]._asdict())) if (ratio, m) in by else "" for m in gaps]
+                lines.append(f"| {ratio:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
