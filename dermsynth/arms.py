@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import integrate, optimize, stats
 
 ALPHA, POWER = 0.05, 0.8
 SYNTHETIC, CONTROL = "synthetic", "held_out_real"
@@ -35,7 +35,15 @@ def paired_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> floa
         return float("nan")
     df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
     nc = effect * math.sqrt(n) / sd
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    p = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    if math.isfinite(p):
+        return p
+    # scipy's noncentral t returns NaN far in its tail at 1 degree of freedom (2 pairs): integrate the same
+    # probability over the chi-square of the SD estimate, T = (Z + nc) / sqrt(V / df)
+    def rejects(v: float) -> float:
+        c = crit * math.sqrt(v / df)
+        return (stats.norm.sf(c - nc) + stats.norm.cdf(-c - nc)) * stats.chi2.pdf(v, df)
+    return float(integrate.quad(rejects, 0, math.inf, limit=200)[0])
 
 
 def detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:

@@ -14,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from dermsynth.demo.photos import DemoSpec, assign_patients, jpeg_bytes, note_truth, photographs
+from dermsynth.errors import UserValueError
 
 HAM_MALIGNANT_DX = ["mel", "bcc", "akiec"]
 HAM_BENIGN_DX = ["nv", "bkl", "df", "vasc"]
@@ -51,6 +52,9 @@ def write_ham10000(root: Path, spec: DemoSpec, rng: np.random.Generator, defects
         if i == 5:
             orphan = data
     meta = pd.DataFrame(rows)
+    if defects and len(meta) < 8:  # the planted defects reuse photographs 0, 1, 5 and 7
+        raise UserValueError(f"demo HAM10000 with planted defects needs at least 8 photographs, this scale gives "
+                             f"{len(meta)}: choose a larger scale, or no defects")
     if defects:
         # Truncated download, an image listed but missing, an orphan image, a duplicated row.
         trunc = root / "HAM10000_images_part_1" / f"{meta.image_id[0]}.jpg"

@@ -10,7 +10,8 @@ from scipy import stats
 from dermsynth.arms import detectable_effect, paired_power, replicates_needed, synthetic_efficiency
 
 
-@pytest.mark.parametrize("n, sd", [(3, 0.02), (5, 0.01), (10, 0.03)])
+# 2 pairs (one degree of freedom) is where scipy's noncentral t gives NaN and the integral takes over
+@pytest.mark.parametrize("n, sd", [(2, 0.02), (3, 0.02), (5, 0.01), (10, 0.03)])
 def test_the_detectable_effect_is_found_with_80_percent_power_in_simulation(n, sd):
     """Simulated paired differences with the detectable effect as their true mean: the paired t-test at
     alpha 0.05 rejects in 80 % of studies (40,000 simulated, so within about +-0.6 points)."""

@@ -155,3 +155,13 @@ def _orientation(value: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = value
     return exif.tobytes()
+
+
+def test_a_demo_too_small_for_its_planted_defects_says_so(tmp_path):
+    """The planted HAM10000 defects reuse its 1st, 2nd, 6th and 8th photographs: fewer is a clear error."""
+    from dermsynth.demo.layouts import write_demo
+    from dermsynth.demo.photos import scale_specs
+    from dermsynth.errors import UserValueError
+
+    with pytest.raises(UserValueError, match="at least 8 photographs"):
+        write_demo(tmp_path / "raw", specs=scale_specs(0.0002), defects=True, external=False)
