@@ -196,3 +196,14 @@ def test_database_commands_outside_a_repository_refuse(tmp_path):
             f"ERROR: {tmp_path} is not inside a dermsynth repository (no dvc.yaml here or above): run "
             f"`dermsynth {command}` from the repository, or set {variable}"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_sub_command_has_the_function_that_runs_it():
+    """The parsers (dermsynth.cli_args) and the command table (dermsynth.cli.COMMANDS) name the same commands."""
+    import argparse
+
+    from dermsynth.cli import COMMANDS
+    from dermsynth.cli_args import build_parser
+
+    sub = next(a for a in build_parser(None)._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == list(COMMANDS)
