@@ -13,11 +13,11 @@ Rows, each measured side by side in this one run, with warm-up and torch.cuda.sy
     project's own step (dermsynth.diffusion.lora._load_models and _train_steps, latents drawn from
     an in-memory LatentCache: the VAE encode is not part of a step), and its peak GPU memory.
   * classifier training images/s: timm ViT-B/16 at 224 px, bf16 autocast, batch 64, through the
-    project's step (dermsynth.classify.train._optimiser and _train_epoch) on batches already on
+    project's step (dermsynth.classify.loop.optimiser and train_epoch) on batches already on
     the device: the step, not JPEG decoding and augmentation.
   * determinism: one chunk rendered twice from its rows' CPU-generator seeds, byte-identical or not.
   * a 1-process DDP step (NCCL on CUDA, gloo on CPU) on a free localhost port, through the
-    project's DDP wrapper (dermsynth.classify.train._distributed) and training step.
+    project's DDP wrapper (dermsynth.classify.loop.distributed) and training step.
 
 SD1.5's architecture with random weights (dermsynth.diffusion.sd15; nothing is downloaded), saved
 once as a diffusers directory (fp16 on CUDA) that both generation paths and the LoRA step load.
@@ -335,7 +335,8 @@ def classifier(run: Run) -> None:
     import torch
 
     from dermsynth.classify.models import create_classifier
-    from dermsynth.classify.train import TrainConfig, _optimiser, _train_epoch
+    from dermsynth.classify.loop import optimiser, train_epoch
+    from dermsynth.classify.train import TrainConfig
 
     p = run.p
     amp = _classifier_amp(run)
@@ -346,15 +347,15 @@ def classifier(run: Run) -> None:
     if run.cuda:
         net = net.to(memory_format=torch.channels_last)  # as train_classifier does
     steps = p.vit_warm + p.vit_steps
-    step = _optimiser(net, cfg, steps, run.device)
+    step = optimiser(net, cfg, steps, run.device)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(p.vit_batch, 3, p.vit_size, p.vit_size, generator=g).to(run.device)
     y = torch.randint(0, 2, (p.vit_batch,), generator=g).to(run.device)
     t0 = time.perf_counter()
-    losses, _ = _train_epoch(step, [(x, y)] * p.vit_warm, 0, steps, "vit warm-up", 1, 0, t0)
+    losses, _ = train_epoch(step, [(x, y)] * p.vit_warm, 0, steps, "vit warm-up", 1, 0, t0)
     run.sync()
     t = time.perf_counter()
-    more, _ = _train_epoch(step, [(x, y)] * p.vit_steps, 1, steps, "vit timed", 1, 0, t)
+    more, _ = train_epoch(step, [(x, y)] * p.vit_steps, 1, steps, "vit timed", 1, 0, t)
     run.sync()
     dt = time.perf_counter() - t
     if not all(math.isfinite(v) for v in losses + more):
@@ -362,7 +363,7 @@ def classifier(run: Run) -> None:
     prec = "bf16 autocast" if amp == "bf16" else "fp32 (bf16 autocast failed on this CPU)"
     run.rows.append(Row("classifier_train", f"timm {p.vit} at {p.vit_size} px, batch {p.vit_batch}, {prec}, AdamW, "
                         f"{p.vit_steps} steps timed after {p.vit_warm} warm-up", p.vit_steps * p.vit_batch / dt,
-                        "images/s", None, "ok", "project step (train._optimiser + train._train_epoch) on batches "
+                        "images/s", None, "ok", "project step (loop.optimiser + loop.train_epoch) on batches "
                         "already on the device: no decoding or augmentation"))
     del net, step
     _release(run)
@@ -381,7 +382,8 @@ def ddp(run: Run) -> None:
     import torch
     import torch.distributed as dist
 
-    from dermsynth.classify.train import TrainConfig, _distributed, _optimiser, _train_epoch
+    from dermsynth.classify.loop import distributed, optimiser, train_epoch
+    from dermsynth.classify.train import TrainConfig
 
     backend = "nccl" if run.cuda else "gloo"
     if run.cuda:
@@ -395,13 +397,13 @@ def ddp(run: Run) -> None:
         nn = torch.nn
         net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                             nn.Flatten(), nn.Linear(8, 2)).to(run.device)
-        model = _distributed(net, run.device)  # SyncBatchNorm + DDP on CUDA, DDP on CPU
-        step = _optimiser(model, TrainConfig(mixed_precision="no"), 1, run.device)
+        model = distributed(net, run.device)  # SyncBatchNorm + DDP on CUDA, DDP on CPU
+        step = optimiser(model, TrainConfig(mixed_precision="no"), 1, run.device)
         x = torch.randn(8, 3, 16, 16).to(run.device)
         y = torch.tensor([0, 1] * 4).to(run.device)
         before = [q.detach().clone() for q in net.parameters()]
         t = time.perf_counter()
-        losses, _ = _train_epoch(step, [(x, y)], 0, 1, "ddp", 1, 0, t)
+        losses, _ = train_epoch(step, [(x, y)], 0, 1, "ddp", 1, 0, t)
         run.sync()
         step_s = time.perf_counter() - t
         box = torch.ones(1, device=run.device)
@@ -412,7 +414,7 @@ def ddp(run: Run) -> None:
         dist.destroy_process_group()
     run.rows.append(Row("ddp_smoke", f"{backend}, world_size 1, 127.0.0.1:{port}, conv+BatchNorm net, 1 step",
                         step_s * 1000, "ms/step", None, "ok" if ok else "error",
-                        f"init {init_s:.2f} s; project wrapper train._distributed "
+                        f"init {init_s:.2f} s; project wrapper train.distributed "
                         f"({'SyncBatchNorm + ' if run.cuda else ''}DDP); "
                         + ("loss finite, weights updated, all_reduce = 1" if ok else
                            f"loss {losses[0]}, weights updated {moved}, all_reduce {box.item()}")))

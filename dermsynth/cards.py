@@ -38,7 +38,10 @@ def model_card(params: dict, models: list[str], reports: Path, classifiers: Path
              f"{params['train'].get('real_fraction', 1.0)}), seed = {params['seed']}, data seed = {params['data_seed']}, "
              f"image size {params['prepare']['size']} px",
              f"- epochs {params['train']['epochs']}, batch {params['train']['batch_size']}, lr {params['train']['lr']}, "
-             f"weight decay {params['train']['weight_decay']}, balanced batches {params['train']['balanced_batches']}",
+             f"weight decay {params['train']['weight_decay']}, balanced batches {params['train']['balanced_batches']}"
+             + (f"; schedule synthetic_then_real: {params['train']['pretrain_epochs']} epochs on the synthetic part, "
+                f"then the real part at lr {params['train']['finetune_lr']}"
+                if params["train"].get("schedule", "mixed") != "mixed" else ""),
              f"- base diffusion model `{params['base_model']['name']}`, LoRA rank {params['lora']['rank']}" if is_lora_source(source)
              else f"- synthetic images: `{source}`, imported (data card: reports/data_card.md)",
              "", "Synthetic share per class: the fraction of each class's training images that are synthetic (equal shares: "

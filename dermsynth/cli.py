@@ -164,7 +164,7 @@ def _metrics(args: argparse.Namespace) -> None:
             raise UserError("--since/--until choose MLflow runs: use them with --by ratio")
         params = load_params()
         rep = workspace_metrics.metrics_report(params["train"]["models"], Path(params["paths"]["reports"]),
-                                               Path("models/classifiers"))
+                                               Path("models/classifiers"), params["evaluate"]["ensembles"])
     print(json.dumps(rep.as_dict(), indent=2) if args.json else rep.text(), end="\n" if args.json else "")
 
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from dermsynth.errors import UserError
 from dermsynth.files import find_root, write_json
 
 T = TypeVar("T")
@@ -41,19 +43,38 @@ def load_params(path: str | Path = "params.yaml", root: Path | None = None) -> d
     return validate(raw, str(path), root)
 
 
-def from_block(cls: type[T], block: dict[str, Any]) -> T:
-    """Build a config dataclass from a params block, refusing unknown keys (typos fail loudly)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(block) - names
+def from_block(cls: type[T], block: dict[str, Any], skip: tuple[str, ...] = (), **extra: Any) -> T:
+    """Build a config dataclass from a validated params block and `extra` values (a seed), refusing
+    unknown keys (typos fail loudly). `skip` names the block's keys that say how a stage runs, not what
+    it makes (threads, processes), which the stage reads itself; YAML lists become the tuples the
+    (frozen, hashable) configs hold."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in block.items() if k not in skip} | extra
+    unknown = set(values) - set(fields)
     if unknown:
-        raise KeyError(f"unknown parameter(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(names)}")
-    return cls(**block)
+        raise KeyError(f"unknown parameter(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(fields)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) and str(fields[k].type).startswith("tuple") else v
+                  for k, v in values.items()})
 
 
 def save_resolved(obj: Any, path: str | Path) -> None:
     """The final resolved config beside an output, so every artefact says how it was made."""
     data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
     write_json(path, data, default=str)
+
+
+def prepared_size(prepared_dir: str | Path) -> int:
+    """The prepared images' side in px, as preprocess recorded it (`<prepared>/config.json`).
+
+    What every other stage's "0 = the prepared size" means: read from the data it describes, so a stage
+    reads its own block of params.yaml and not `prepare.size`."""
+    f = Path(prepared_dir) / "config.json"
+    try:
+        return int(json.loads(f.read_text())["size"])
+    except FileNotFoundError:
+        raise UserError(f"{f}: missing: the prepared set is not built yet (`dvc repro preprocess`)") from None
+    except (KeyError, ValueError, TypeError) as e:
+        raise UserError(f"{f}: no integer 'size' ({type(e).__name__}: {e}); rebuild it with `dvc repro preprocess`") from None
 
 
 OFFLINE_ENV = Path(__file__).with_name("offline.env")

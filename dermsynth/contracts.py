@@ -56,6 +56,15 @@ MIX_COLUMNS = ["image_id", "path", "label", "origin"]
 PREDICTION_COLUMNS = ["image_id", "testset", "label", "score", "pred"]
 # reports/predictions/<model>.csv holds the ISIC and HAM10000 test sets; <model>_external.csv, in the same
 # columns, the external test sets (testset: the set's name)
+VAL_PREDICTION_COLUMNS = ["image_id", "label", "score"]
+# reports/predictions/<model>_val.csv: the validation scores that chose the threshold (label 1 = malignant);
+# an ensemble (evaluate.ensembles) calibrates its members on them
 # reports/audit/memorization.csv: each synthetic image's nearest real training image
 MEMORIZATION_COLUMNS = ["image_id", "label", "sampler", "nn_real_image_id", "nn_distance", "nn_phash_real_image_id",
                         "phash_distance", "near_copy"]
+
+
+def model_slug(name: str) -> str:
+    """A file-system safe id of a timm model name: its output folders' and metric files' name
+    (models/classifiers/<slug>/, reports/metrics/<slug>.json)."""
+    return name.replace("/", "_").replace(":", "_")

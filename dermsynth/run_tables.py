@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from dermsynth.results import HEADLINE, LABEL, Flag, flag_lines, one_class, table
+from dermsynth.runs import model_label
 from dermsynth.testset_names import testset_name, testsets
 
 
@@ -28,7 +29,7 @@ def condition(r: pd.Series) -> dict[str, Any]:
     """A run's place in a study, with the defaults dermsynth/study_stats.py gives runs from before a
     parameter existed (so both commands group the same runs the same way)."""
     keep = _number(_param(r, "keep_fraction", 1.0))
-    return {"model": str(_param(r, "model", "")), "ratio": _number(_param(r, "ratio", None)),
+    return {"model": model_label(r), "ratio": _number(_param(r, "ratio", None)),
             "seed": _param(r, "seed", ""), "data_seed": str(_param(r, "data_seed", "?")),
             "real_fraction": _number(_param(r, "real_fraction", 1.0)),
             "synthetic_class_mix": str(_param(r, "synthetic_class_mix", "balanced")),

@@ -24,6 +24,14 @@ def param(r: pd.Series, key: str, default):
     return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
+def model_label(r: pd.Series) -> str:
+    """The run's model as a study groups it: `params.model`, with a training schedule other than mixed
+    appended (`mobilenetv2_100 (synthetic_then_real)`), so that the report keeps schedules apart as it keeps
+    models apart (each line against its own ratio-0 runs, which train as mixed on the real images)."""
+    schedule = str(param(r, "schedule", "mixed"))
+    return str(param(r, "model", "")) + ("" if schedule == "mixed" else f" ({schedule})")
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A run the report leaves out, and why (printed, so a missing run is never a silent surprise)."""

@@ -10,7 +10,7 @@ from statsmodels.stats.multitest import multipletests
 
 from dermsynth.arms import SYNTHETIC, detectable_effect
 from dermsynth.classify.metrics import METRICS
-from dermsynth.runs import GAP_METRICS, Skipped, param, run_name
+from dermsynth.runs import GAP_METRICS, Skipped, model_label, param, run_name
 from dermsynth.testset_names import testsets
 
 CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "pool", "real_fraction", "filter"]
@@ -36,7 +36,7 @@ def _rows(runs: pd.DataFrame) -> pd.DataFrame:
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     continue
                 ratio = float(r["params.ratio"])
-                rows.append({"model": r["params.model"], "ratio": ratio, "seed": int(r["params.seed"]),
+                rows.append({"model": model_label(r), "ratio": ratio, "seed": int(r["params.seed"]),
                              "data_seed": str(param(r, "data_seed", "?")),
                              "real_fraction": float(param(r, "real_fraction", 1.0)),
                              "synthetic_class_mix": str(param(r, "synthetic_class_mix", "balanced")),

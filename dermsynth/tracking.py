@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dermsynth.errors import UserError
+
 EXPERIMENT = "dermsynth"
 DVC_TAGS = ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_STAGE", "DVC_ROOT")
 
@@ -130,12 +132,17 @@ def find_model_run(model_dir: str | Path) -> str | None:
 
     Two experiments can train the same weights (ratio 0 under two filter settings); run side by side in
     a queue, "the newest" alone would hand one experiment's metrics to the other's run."""
+    by_digest = (f"tags.`{CONDITION_TAG}` = '{condition_key(model_dir)}'" if (Path(model_dir) / RUN_FILE).is_file()
+                 else f"tags.`{MODEL_TAG}` = '{model_digest(model_dir)}'")
+    return _newest_finished(by_digest)
+
+
+def _newest_finished(by_digest: str) -> str | None:
+    """The newest finished run matching `by_digest`: of this DVC experiment (DVC_EXP_NAME) if any, else any."""
     mlflow = _mlflow()
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return None
-    by_digest = (f"tags.`{CONDITION_TAG}` = '{condition_key(model_dir)}'" if (Path(model_dir) / RUN_FILE).is_file()
-                 else f"tags.`{MODEL_TAG}` = '{model_digest(model_dir)}'")
     by_digest += " and attributes.status = 'FINISHED'"
     name = os.environ.get("DVC_EXP_NAME", "").replace("'", "")
     for flt in ([f"{by_digest} and tags.dvc_exp_name = '{name}'"] if name else []) + [by_digest]:
@@ -153,6 +160,7 @@ def _log_training(mlflow, model_dir: Path) -> None:
 
     for row in pd.read_csv(model_dir / "history.csv").to_dict("records"):
         epoch = int(row.pop("epoch"))
+        row.pop("phase", None)  # synthetic_then_real's phase name: the run's params say where it turns
         mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=epoch)
     summary = json.loads((model_dir / "summary.json").read_text())
     mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and k != "best_epoch"})
@@ -171,6 +179,43 @@ def complete_run(model_dir: str | Path, metrics: dict[str, float], artifacts: li
             _log_training(mlflow, model_dir)
             mlflow.set_tags({MODEL_TAG: model_digest(model_dir), CONDITION_TAG: condition_key(model_dir),
                              "dermsynth.logged_from": "dvc outputs"})
+            run_id = active.info.run_id
+    with start_run("", {}, run_id=run_id) as (mlflow, _):
+        mlflow.log_metrics(metrics)
+        for a in artifacts:
+            mlflow.log_artifact(str(a))
+    return run_id, made
+
+
+# the members' run params that place an ensemble's run in a study as they place a model's (dermsynth.study_stats)
+ENSEMBLE_CONDITION = ("ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "pool", "filter_policy",
+                      "keep_fraction")
+
+
+def ensemble_run(name: str, member_dirs: dict[str, Path], method: str, metrics: dict[str, float],
+                 artifacts: list[Path]) -> tuple[str, bool]:
+    """The MLflow run of an ensemble (evaluate.ensembles): one per (name, method, members' conditions),
+    named and parametrised like a model's run (params.model is the ensemble's name) so that the study
+    report and `dermsynth runs` treat it as one more model; made once, its test metrics (re-)logged on
+    every call. Returns the run id and whether it was made now."""
+    import hashlib
+
+    runs = {m: json.loads((Path(d) / RUN_FILE).read_text()) for m, d in member_dirs.items()}
+    first = next(iter(runs.values()))["params"]
+    differ = [k for k in ENSEMBLE_CONDITION if len({json.dumps(r["params"].get(k)) for r in runs.values()}) > 1]
+    if differ:
+        raise UserError(f"ensemble {name}: its members were trained under different conditions ({', '.join(differ)}): "
+                        "an ensemble combines models of one experiment")
+    key = hashlib.sha256(json.dumps([name, method, sorted(condition_key(d) for d in member_dirs.values())]).encode())
+    condition = key.hexdigest()[:16]
+    run_id = _newest_finished(f"tags.`{CONDITION_TAG}` = '{condition}'")
+    made = run_id is None
+    if made:
+        params = {k: first.get(k) for k in ENSEMBLE_CONDITION} | {"model": name, "ensemble_members": ",".join(runs),
+                                                                  "ensemble_method": method}
+        run_name = f"{name} ratio={float(first['ratio']):g} s={first['seed']} (ensemble)"
+        with start_run(run_name, params) as (mlflow, active):
+            mlflow.set_tags({CONDITION_TAG: condition, "dermsynth.ensemble": name})
             run_id = active.info.run_id
     with start_run("", {}, run_id=run_id) as (mlflow, _):
         mlflow.log_metrics(metrics)

@@ -27,18 +27,26 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def collect(models: list[str], reports: Path, classifiers: Path) -> tuple[list[Entry], list[str]]:
-    """The models of params.yaml that have a metrics file, in its order, then any other metrics file in
-    reports/metrics (a model dropped from params.yaml still has one: shown, and said to be stale);
-    and one note per model without metrics or training summary."""
+def collect(models: list[str], reports: Path, classifiers: Path,
+            ensembles: dict[str, list[str]] | None = None) -> tuple[list[Entry], list[str]]:
+    """The models of params.yaml that have a metrics file, in its order, then its ensembles
+    (evaluate.ensembles), then any other metrics file in reports/metrics (a model dropped from params.yaml
+    still has one: shown, and said to be stale); and one note per model without metrics or training summary."""
     entries, notes = [], []
-    slugs = {model_slug(m): m for m in models}
+    ensembles = ensembles or {}
+    slugs = {model_slug(m): m for m in models} | {e: e for e in ensembles}
     for m in models:
         met = _read_json(reports / "metrics" / f"{model_slug(m)}.json")
         if met is None:
             notes.append(f"{m}: no {reports / 'metrics' / (model_slug(m) + '.json')} yet (run `dvc repro`)")
             continue
         entries.append(Entry(m, met, _read_json(classifiers / model_slug(m) / "summary.json")))
+    for name, members in ensembles.items():
+        met = _read_json(reports / "metrics" / f"{name}.json")
+        if met is None:
+            notes.append(f"{name}: no {reports / 'metrics' / (name + '.json')} yet (run `dvc repro`)")
+            continue
+        entries.append(Entry(name, met, None, note=f"ensemble of {', '.join(members)}"))
     others = sorted(p for p in (reports / "metrics").glob("*.json") if p.stem not in slugs) \
         if (reports / "metrics").is_dir() else []
     for p in others:
@@ -47,7 +55,7 @@ def collect(models: list[str], reports: Path, classifiers: Path) -> tuple[list[E
     for e in entries:
         if e.note:
             notes.append(f"{e.model}: {e.note}")
-        if e.summary is None:
+        if e.summary is None and e.model not in ensembles:  # an ensemble trains nothing
             notes.append(f"{e.model}: no {classifiers / model_slug(e.model) / 'summary.json'} (validation AUROC "
                          "unchecked; `dvc pull` fetches it)")
     return entries, notes
@@ -77,12 +85,13 @@ class MetricsReport:
         return "\n".join(out).rstrip() + "\n"
 
 
-def metrics_report(models: list[str], reports: Path, classifiers: Path) -> MetricsReport:
+def metrics_report(models: list[str], reports: Path, classifiers: Path,
+                   ensembles: dict[str, list[str]] | None = None) -> MetricsReport:
     """One table per test set (model x headline metrics, intervals, n) and the flags under each: model
     flags (validation AUROC) under every table, since a reader may read only one."""
     from dermsynth.errors import UserError
 
-    entries, notes = collect(models, reports, classifiers)
+    entries, notes = collect(models, reports, classifiers, ensembles)
     if not entries:
         raise UserError(f"no test metrics in {reports / 'metrics'} (run `dvc repro`, or `dvc pull` for the outputs)")
     every = {e.model: flags(e.model, e.metrics, e.summary) for e in entries}

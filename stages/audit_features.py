@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.audit.features import build_feature_model
+from dermsynth.config import prepared_size
 from dermsynth.params import check_model_names
 from stages._common import main
 
@@ -18,7 +19,7 @@ def run(params: dict) -> None:
     a = params["audit"]
     manifest = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
     conf = build_feature_model(manifest, "models/audit_features", a["feature_model"],
-                               a["feature_img_size"] or params["prepare"]["size"], a["feature_epochs"],
+                               a["feature_img_size"] or prepared_size(params["paths"]["prepared"]), a["feature_epochs"],
                                params["data_seed"], weights=a["features"])
     print(f"audit_features: {conf['kind']} {a['feature_model']}")
 

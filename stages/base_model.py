@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from dermsynth.config import from_block, save_resolved
+from dermsynth.config import from_block, prepared_size, save_resolved
 from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.data import load_images
 from dermsynth.diffusion.pretrain import PretrainConfig, pretrain_unet, pretrain_vae
@@ -29,8 +29,8 @@ def run(params: dict) -> None:
         torch.set_num_threads(torch_threads(p["threads"]))
     report = {"name": p["name"]}
     if p["name"] == "tiny":
-        tiny = TinyConfig(image_size=params["prepare"]["size"], seed=params["data_seed"])
-        cfg = from_block(PretrainConfig, {**p["pretrain"], "seed": params["data_seed"]})
+        tiny = TinyConfig(image_size=prepared_size(params["paths"]["prepared"]), seed=params["data_seed"])
+        cfg = from_block(PretrainConfig, p["pretrain"], seed=params["data_seed"])
         pipe = build_tiny_pipeline(tiny)
         m = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv")
         images = load_images(m.loc[m.split == "train", "path"], size=tiny.image_size)

@@ -10,20 +10,14 @@ import pandas as pd
 from dermsynth.classify.evaluate import (confusion_table, evaluate_model, gradcam_grid, plot_roc_and_confusion, roc_table,
                                          split_test_sets)
 from dermsynth.classify.models import model_slug
-from dermsynth.classify.subgroups import subgroup_metrics, worst_and_gap
+from dermsynth.classify.subgroups import subgroup_table, worst_and_gap
 from dermsynth.classify.train import TrainConfig, load_classifier, transforms
-from dermsynth.contracts import ATTRIBUTES, EXTERNAL_ATTRIBUTES
 from dermsynth.files import write_json
 from stages._common import main
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, dtype={"image_id": str})
-
-
-def _reported(manifest: pd.DataFrame) -> tuple[str, ...]:
-    """The archive-reported skin-type attributes a manifest has any value of (contracts.EXTERNAL_ATTRIBUTES)."""
-    return tuple(a for a in EXTERNAL_ATTRIBUTES if a in manifest and (manifest[a].astype(str) != "").any())
 
 
 def run(params: dict) -> None:
@@ -37,21 +31,16 @@ def run(params: dict) -> None:
     _, t_eval = transforms(model, cfg)
     manifest = read_manifest(Path(params["paths"]["prepared"]) / "manifest.csv")
     external = {n: read_manifest(Path(params["paths"]["testsets"]) / n / "manifest.csv") for n in e["external"]}
-    pred, metrics = evaluate_model(model, t_eval, manifest, e["bootstrap"], params["seed"], external=external)
+    pred, metrics, val_pred = evaluate_model(model, t_eval, manifest, e["bootstrap"], params["seed"], external=external)
     rep = Path(params["paths"]["reports"])
     for sub in ("metrics", "predictions", f"plots/{slug}"):
         (rep / sub).mkdir(parents=True, exist_ok=True)
     outside = pred["testset"].isin(list(external))
     pred[~outside].to_csv(rep / "predictions" / f"{slug}.csv", index=False)
     pred[outside].to_csv(rep / "predictions" / f"{slug}_external.csv", index=False)
-    # per patient group, recomputable from the predictions joined with the manifest on image_id; each external
-    # set on its own (its ids are its own), by the skin type its archive reports as well
-    tables = [subgroup_metrics(pred[~outside], manifest, e["bootstrap"], params["seed"],
-                               attributes=ATTRIBUTES + _reported(manifest))]
-    for n, df in external.items():
-        tables.append(subgroup_metrics(pred[pred.testset == n], df, e["bootstrap"], params["seed"],
-                                       attributes=ATTRIBUTES + _reported(df)))
-    subgroups = pd.concat(tables, ignore_index=True)
+    val_pred.to_csv(rep / "predictions" / f"{slug}_val.csv", index=False)
+    # per patient group, recomputable from the predictions joined with the manifests on image_id
+    subgroups = subgroup_table(pred, manifest, external, e["bootstrap"], params["seed"])
     subgroups.to_csv(rep / "metrics" / f"{slug}_subgroups.csv", index=False)
     metrics |= worst_and_gap(subgroups)
     write_json((rep / "metrics" / f"{slug}.json"), metrics)

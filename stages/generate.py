@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth.config import from_block, save_resolved
+from dermsynth.config import from_block, prepared_size, save_resolved
 from dermsynth.contracts import QUARANTINE_COLUMNS
 from dermsynth.diffusion.preview import real_vs_synthetic
 from dermsynth.files import write_json
@@ -22,15 +22,12 @@ def _generate(params: dict, out: Path, rep: Path) -> dict | None:
 
     from dermsynth.diffusion.sample import GenerateConfig, generate
 
-    block = {**params["generate"], "seed": params["data_seed"]}
-    block.pop("source")  # models/lora: which LoRAs, not how to sample them
-    processes = block.pop("processes")  # how, not what: the images are the same for any number
+    processes = params["generate"]["processes"]  # how, not what: the images are the same for any number
     if processes > 1 and not under_launcher():
         relaunch("stages.generate", processes, "generate.processes")
         return None
-    for k in ("classes", "samplers"):
-        block[k] = tuple(block[k])
-    cfg = from_block(GenerateConfig, block)
+    # source (models/lora) says which LoRAs, not how to sample them
+    cfg = from_block(GenerateConfig, params["generate"], skip=("source", "processes"), seed=params["data_seed"])
     loras = {label: f"{LORA_SOURCE}/{label}" for label in cfg.classes}
     state = PartialState(cpu=not torch.cuda.is_available()) if under_launcher() else None
     summary = generate(cfg, "models/base", loras, out, Path(params["paths"]["work"]), state=state)
@@ -46,7 +43,7 @@ def _import(params: dict, out: Path, rep: Path) -> dict:
 
     g = params["generate"]
     cfg = ImportConfig(source=g["source"], classes=tuple(g["classes"]), n_per_class=g["n_per_class"],
-                       size=params["prepare"]["size"], seed=params["data_seed"], workers=g["threads"])
+                       size=prepared_size(params["paths"]["prepared"]), seed=params["data_seed"], workers=g["threads"])
     _, quarantine, summary = import_released(cfg, out, quarantine_file=rep / "quarantine.csv", outputs=params["paths"])
     if len(quarantine):
         print(f"WARNING: {len(quarantine)} files of {cfg.source} quarantined ({summary['quarantined_per_reason']}); "

@@ -27,7 +27,7 @@ def main() -> None:
     except ParamsError as e:
         fail(UserError(f"{e}\n{HINT}"))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("params.yaml passed the schema of dermsynth/params.py\n")
+    OUT.write_text("params.yaml passed the schema of dermsynth/params\n")
     for line in unused_overrides(params):
         print(f"WARNING: {line}")
     print("params.yaml: valid")

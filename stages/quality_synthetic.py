@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth.config import from_block
+from dermsynth.config import from_block, prepared_size
 from dermsynth.quality.gate import run_gate
 from dermsynth.quality.suites import QualityConfig, synthetic_images, synthetic_suite
 from stages._common import main
@@ -16,7 +16,7 @@ def run(params: dict) -> None:
     syn = Path(params["paths"]["synthetic"])
     meta = pd.read_csv(syn / "metadata.csv", keep_default_na=False)
     reseeds = pd.read_csv(syn / "reseeds.csv") if (syn / "reseeds.csv").is_file() else None
-    size = params["prepare"]["size"]
+    size = prepared_size(params["paths"]["prepared"])  # what the synthetic images must match
     out = Path(params["paths"]["reports"]) / "quality"
     out.mkdir(parents=True, exist_ok=True)
     # an imported set's record (dermsynth.diffusion.released.IMPORT_RECORD): what the import found; none when generated

@@ -14,7 +14,6 @@ from accelerate import PartialState
 
 from dermsynth.classify.mixing import HELD_OUT, MixConfig, mix
 from dermsynth.classify.models import model_slug
-from dermsynth.classify.settings import model_settings
 from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
 from dermsynth.files import write_json
@@ -24,12 +23,13 @@ from dermsynth.tracking import CONDITION_TAG, MODEL_TAG, RUN_FILE, condition_key
 from stages._common import main, relaunch, under_launcher
 
 
-def short_run_name(model: str, ratio: float, seed: int, real_fraction: float = 1.0, pool: str = "synthetic") -> str:
+def short_run_name(model: str, ratio: float, seed: int, real_fraction: float = 1.0, pool: str = "synthetic",
+                   schedule: str = "mixed") -> str:
     """A run name the MLflow table shows whole: `vit_tiny ratio=0.75 s=1` (ViT patch/size suffixes dropped);
-    the control arm's runs end in `held-out real`."""
+    the control arm's runs end in `held-out real`, synthetic-then-real ones in `syn-then-real`."""
     short = re.sub(r"_patch\d+_\d+$", "", model)
     return (f"{short} ratio={ratio:g} s={seed}" + (f" rf={real_fraction:g}" if real_fraction < 1 else "")
-            + (" held-out real" if pool == HELD_OUT else ""))
+            + (" held-out real" if pool == HELD_OUT else "") + (" syn-then-real" if schedule != "mixed" else ""))
 
 
 def run(params: dict) -> None:
@@ -37,7 +37,8 @@ def run(params: dict) -> None:
     ap.add_argument("--model", required=True)
     name = ap.parse_args().model
     check_model_names(params)  # before the training set is written or an MLflow run opened
-    settings = model_settings(params, name)
+    # the settings train_config@<model> resolved (and that this stage depends on): one source, read back
+    settings = json.loads((Path(params["paths"]["reports"]) / "train_config" / f"{model_slug(name)}.json").read_text())
     processes = settings["processes"]
     if processes > 1 and not under_launcher():
         return relaunch("stages.train", processes, "train.processes")
@@ -67,7 +68,7 @@ def run(params: dict) -> None:
                   "filter_policy": params["filter"]["policy"], "keep_fraction": params["filter"]["keep_fraction"],
                   "synthetic_kept": len(synthetic), "init": "pretrained" if cfg.pretrained_file else "random",
                   **vars(cfg)}
-    run_name = short_run_name(name, ratio, cfg.seed, mix_cfg.real_fraction, mix_cfg.pool)
+    run_name = short_run_name(name, ratio, cfg.seed, mix_cfg.real_fraction, mix_cfg.pool, cfg.schedule)
     if not cfg.pretrained_file:  # offline nothing is downloaded: say it, in the log, the run and the card
         print(f"WARNING: {name} starts from random weights (no train.pretrained_file); give local ImageNet "
               "weights for a pre-trained start")

@@ -1,12 +1,14 @@
 """Stage train_config@<model>: the model's resolved training settings as one file.
 
-It re-runs on any change to the train block, the classifier seed or the prepared size, but its file
-changes only when this model's settings do; `train@<model>` depends on the file, not on the keys."""
+It re-runs on any change to the train block, the classifier seed or the prepared set's recorded
+config (its size), but its file changes only when this model's settings do; `train@<model>` reads
+the file and depends on it, not on the keys."""
 import argparse
 from pathlib import Path
 
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.settings import model_settings
+from dermsynth.config import prepared_size
 from dermsynth.files import write_json
 from stages._common import main
 
@@ -17,7 +19,7 @@ def run(params: dict) -> None:
     name = ap.parse_args().model
     out = Path(params["paths"]["reports"]) / "train_config" / f"{model_slug(name)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, model_settings(params, name), sort_keys=True)
+    write_json(out, model_settings(params, name, prepared_size(params["paths"]["prepared"])), sort_keys=True)
     print(f"{name}: {out}")
 
 

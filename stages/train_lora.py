@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from dermsynth.config import from_block, save_resolved
+from dermsynth.diffusion.data import instance_images
 from dermsynth.diffusion.lora import LoraTrainConfig, train_lora
 from dermsynth.diffusion.preview import lora_samples_grid
 from dermsynth.files import write_json
@@ -22,20 +23,20 @@ def run(params: dict) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--label", required=True, choices=["benign", "malignant"])
     label = ap.parse_args().label
-    block = dict(params["lora"])
-    threads = block.pop("threads", 0)
+    threads = params["lora"]["threads"]
     if threads and not torch.cuda.is_available():
         torch.set_num_threads(torch_threads(threads))
-    block["target_modules"] = tuple(block["target_modules"])
-    block["text_encoder_target_modules"] = tuple(block["text_encoder_target_modules"])
-    cfg = from_block(LoraTrainConfig, {**block, "seed": params["data_seed"]})
-    m = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv")
-    paths = m.loc[(m.split == "train") & (m.label == label), "path"].tolist()
+    # which images is the stage's choice (max_images_per_class), how to learn them the library's
+    cfg = from_block(LoraTrainConfig, params["lora"], skip=("threads", "max_images_per_class"), seed=params["data_seed"])
+    m = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
+    cap = params["lora"]["max_images_per_class"]
+    paths = instance_images(m, label, cap, params["data_seed"])
     out = Path("models/lora") / label
     res = train_lora("models/base", paths, label, out, Path(params["paths"]["work"]) / "lora", cfg)
     if not res.is_main:  # `accelerate launch`: the main process alone writes the outputs and draws samples
         return
-    save_resolved({**vars(cfg), "label": label, "instance_images": len(paths)}, out / "dermsynth_config.json")
+    save_resolved({**vars(cfg), "label": label, "instance_images": len(paths)}
+                  | ({"max_images_per_class": cap} if cap else {}), out / "dermsynth_config.json")
     rep = Path(params["paths"]["reports"]) / "lora" / label
     rep.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}).to_csv(rep / "loss.csv", index=False)

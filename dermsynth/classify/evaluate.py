@@ -18,7 +18,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve  # noqa: 
 from dermsynth.classify.metrics import binary_metrics, bootstrap_ci, youden_threshold  # noqa: E402
 from dermsynth.classify.models import gradcam_target_layer  # noqa: E402
 from dermsynth.classify.train import predict  # noqa: E402
-from dermsynth.contracts import PREDICTION_COLUMNS  # noqa: E402
+from dermsynth.contracts import VAL_PREDICTION_COLUMNS  # noqa: E402
 from dermsynth.plotting import save_figure  # noqa: E402
 from dermsynth.testset_names import in_order, testset_name  # noqa: E402
 
@@ -30,17 +30,14 @@ def split_test_sets(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {k: v for k, v in sets.items() if len(v)}
 
 
-def evaluate_model(model: torch.nn.Module, transform, manifest: pd.DataFrame, n_boot: int, seed: int,
-                   root: str | Path = ".", external: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Predictions of every test image and the flat metrics dict (docs/contracts.md keys): the prepared set's
-    test sets, then each `external` test set by its name, all at the threshold chosen on validation."""
-    val = manifest[manifest["split"] == "val"]
-    y_val = (val["label"] == "malignant").astype(int).to_numpy()
-    threshold = youden_threshold(y_val, predict(model, val, transform, root=root))
+def score_sets(y_val: np.ndarray, val_score: np.ndarray, sets: dict[str, tuple[pd.DataFrame, np.ndarray]],
+               n_boot: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    """Predictions and the flat metrics dict (docs/contracts.md keys) of scores on each test set `name ->
+    (rows, score)`, at the threshold chosen on the validation scores (Youden's J): a model's or an ensemble's."""
+    threshold = youden_threshold(y_val, val_score)
     preds, metrics = [], {"threshold": threshold}
-    for name, df in (split_test_sets(manifest) | (external or {})).items():
+    for name, (df, score) in sets.items():
         y = (df["label"] == "malignant").astype(int).to_numpy()
-        score = predict(model, df, transform, root=root)
         preds.append(pd.DataFrame({"image_id": df["image_id"].to_numpy(), "testset": name, "label": y, "score": score,
                                    "pred": (score >= threshold).astype(int), "source": df["source"].to_numpy()}))
         for m, v in binary_metrics(y, score, threshold).items():
@@ -49,6 +46,22 @@ def evaluate_model(model: torch.nn.Module, transform, manifest: pd.DataFrame, n_
             metrics[f"{name}_{m}_ci95"] = [lo, hi]
         metrics[f"{name}_n"] = int(len(y))
     return pd.concat(preds, ignore_index=True), metrics
+
+
+def evaluate_model(model: torch.nn.Module, transform, manifest: pd.DataFrame, n_boot: int, seed: int,
+                   root: str | Path = ".", external: dict[str, pd.DataFrame] | None = None
+                   ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Predictions of every test image and the flat metrics dict (docs/contracts.md keys): the prepared set's
+    test sets, then each `external` test set by its name, all at the threshold chosen on validation; and
+    the validation predictions that chose it (an ensemble calibrates its members on them)."""
+    val = manifest[manifest["split"] == "val"]
+    y_val = (val["label"] == "malignant").astype(int).to_numpy()
+    val_score = predict(model, val, transform, root=root)
+    sets = {name: (df, predict(model, df, transform, root=root))
+            for name, df in (split_test_sets(manifest) | (external or {})).items()}
+    pred, metrics = score_sets(y_val, val_score, sets, n_boot, seed)
+    val_pred = pd.DataFrame(dict(zip(VAL_PREDICTION_COLUMNS, (val["image_id"].to_numpy(), y_val, val_score))))
+    return pred, metrics, val_pred
 
 
 # what a reader calls each class (the CSV codes are 0 / 1)

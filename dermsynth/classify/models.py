@@ -7,6 +7,7 @@ from pathlib import Path
 import timm
 import torch
 
+from dermsynth.contracts import model_slug  # noqa: F401 - where the classifier code finds it
 from dermsynth.errors import UserFileError
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,6 @@ def create_classifier(name: str, img_size: int, pretrained_file: str = "", drop_
         torch.nn.init.trunc_normal_(head.weight, std=0.01)
         torch.nn.init.zeros_(head.bias)
     return model
-
-
-def model_slug(name: str) -> str:
-    """A file-system safe id of a timm model name (used for output folders and metric files)."""
-    return name.replace("/", "_").replace(":", "_")
 
 
 def gradcam_target_layer(model: torch.nn.Module) -> tuple[torch.nn.Module, bool]:

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from dermsynth.classify.metrics import stratified_resample
-from dermsynth.contracts import ATTRIBUTES, SUBGROUP_METRIC_COLUMNS
+from dermsynth.contracts import ATTRIBUTES, EXTERNAL_ATTRIBUTES, SUBGROUP_METRIC_COLUMNS
 from dermsynth.data.subgroups import UNKNOWN
 
 SUBGROUP_METRICS = ("auc", "sensitivity", "specificity", "balanced_accuracy")
@@ -62,6 +62,23 @@ def subgroup_metrics(pred: pd.DataFrame, manifest: pd.DataFrame, n_boot: int = 1
                 for m in SUBGROUP_METRICS:
                     rows.append(base | {"metric": m, "value": point[m], "ci_low": ci[m][0], "ci_high": ci[m][1]})
     return pd.DataFrame(rows, columns=SUBGROUP_METRIC_COLUMNS)
+
+
+def _reported(manifest: pd.DataFrame) -> tuple[str, ...]:
+    """The archive-reported skin-type attributes a manifest has any value of (contracts.EXTERNAL_ATTRIBUTES)."""
+    return tuple(a for a in EXTERNAL_ATTRIBUTES if a in manifest and (manifest[a].astype(str) != "").any())
+
+
+def subgroup_table(pred: pd.DataFrame, manifest: pd.DataFrame, external: dict[str, pd.DataFrame], n_boot: int,
+                   seed: int) -> pd.DataFrame:
+    """A model's (or an ensemble's) subgroup table over every test set: the prepared set's test sets joined
+    with its manifest on image_id, each external set on its own (its ids are its own), each by the skin
+    type its archive reports as well."""
+    outside = pred["testset"].isin(list(external))
+    tables = [subgroup_metrics(pred[~outside], manifest, n_boot, seed, attributes=ATTRIBUTES + _reported(manifest))]
+    for n, df in external.items():
+        tables.append(subgroup_metrics(pred[pred.testset == n], df, n_boot, seed, attributes=ATTRIBUTES + _reported(df)))
+    return pd.concat(tables, ignore_index=True)
 
 
 def worst_and_gap(table: pd.DataFrame) -> dict[str, float]:

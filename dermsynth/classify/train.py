@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +13,17 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from accelerate import PartialState
-from accelerate.data_loader import BatchSamplerShard
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from timm.data import create_transform, resolve_data_config
-from timm.scheduler import CosineLRScheduler
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, WeightedRandomSampler
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader, Dataset
 
+from dermsynth.classify.loop import agree, batches, distributed, optimiser, process_mean, seed_all, train_epoch
 from dermsynth.classify.metrics import binary_metrics, youden_threshold
 from dermsynth.classify.models import create_classifier
 from dermsynth.errors import UserValueError
 from dermsynth.parallel import torch_threads
 from dermsynth.params import Train, defaults_from
-from dermsynth.precision import resolve
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +47,9 @@ class TrainConfig:
     color_jitter: float
     scale_min: float
     early_stopping_patience: int
+    schedule: str
+    pretrain_epochs: int
+    finetune_lr: float
     mixed_precision: str
     threads: int
     workers: int
@@ -99,107 +97,9 @@ def predict(model: torch.nn.Module, df: pd.DataFrame, transform, batch_size: int
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
-def amp_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of `train.mixed_precision` on `device` (None = full fp32)."""
-    dtype = resolve(mixed_precision, "classifier", device.type == "cuda", "train.mixed_precision")
-    return None if dtype == torch.float32 else dtype
-
-
-def _batches(data: ImageTable, cfg: TrainConfig, g: torch.Generator, world: int, rank: int) -> BatchSampler:
-    """The global batches of one process; with several, each takes its slice of every global batch, so
-    N processes see the same images per step as one process with the same `batch_size`."""
-    if cfg.balanced_batches:
-        counts = np.bincount(data.y, minlength=2).astype(float)
-        w = 1.0 / np.maximum(counts, 1)[data.y]
-        sampler = WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(data), replacement=True, generator=g)
-    else:
-        sampler = RandomSampler(data, generator=g)
-    batches = BatchSampler(sampler, cfg.batch_size, drop_last=len(data) > cfg.batch_size)
-    if world == 1:
-        return batches
-    if cfg.batch_size % world:
-        raise UserValueError(f"train.batch_size: {cfg.batch_size} is the global batch and must divide evenly "
-                             f"between train.processes={world} processes")
-    return BatchSamplerShard(batches, world, rank, split_batches=True)
-
-
-def _distributed(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
-    """DDP over the processes of `accelerate launch` (gradients averaged = the global batch's mean loss)."""
-    if dev.type == "cuda":  # SyncBatchNorm is CUDA-only: on CPU (gloo) BatchNorm sees each process's slice
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-
-def _agree(value: float, state: PartialState | None) -> float:
-    """The main process's value on every process (the early-stopping decision must be the same everywhere)."""
-    if state is None or state.num_processes == 1:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _mean(value: float, state: PartialState | None) -> float:
-    """The mean of `value` over all processes (each one's mean loss over its slice: the global batch's)."""
-    if state is None or state.num_processes == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=state.device)  # NCCL reduces only tensors on the GPU
-    torch.distributed.all_reduce(t)
-    return float(t.item()) / state.num_processes
-
-
-@dataclass
-class _Step:
-    """What one optimisation step needs, built once per run."""
-    model: torch.nn.Module  # the DDP wrapper under several processes
-    opt: torch.optim.Optimizer
-    sched: CosineLRScheduler
-    scaler: torch.amp.GradScaler
-    amp: torch.dtype | None
-    dev: torch.device
-
-
-def _optimiser(model: torch.nn.Module, cfg: TrainConfig, steps: int, dev: torch.device) -> _Step:
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = CosineLRScheduler(opt, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr, warmup_t=int(cfg.warmup_epochs * steps),
-                              warmup_lr_init=cfg.lr * 0.01, t_in_epochs=False)
-    amp = amp_dtype(cfg.mixed_precision, dev)
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)  # fp16 gradients underflow unscaled
-    return _Step(model, opt, sched, scaler, amp, dev)
-
-
-def _train_epoch(s: _Step, loader: DataLoader, epoch: int, steps: int, desc: str, world: int,
-                 seen: int, t0: float) -> tuple[list[float], int]:
-    """One pass over this process's slices of the global batches; returns the losses and images seen so far."""
-    s.model.train()
-    losses: list[float] = []
-    bar = tqdm(loader, desc=desc, mininterval=2.0, leave=False)
-    for x, y in bar:
-        x, y = x.to(s.dev, non_blocking=True), y.to(s.dev, non_blocking=True)
-        with torch.autocast(s.dev.type, dtype=s.amp or torch.float32, enabled=s.amp is not None):
-            loss = F.cross_entropy(s.model(x), y)
-        s.opt.zero_grad(set_to_none=True)
-        s.scaler.scale(loss).backward()
-        s.scaler.step(s.opt)
-        s.scaler.update()
-        s.sched.step_update(epoch * steps + len(losses) + 1)
-        losses.append(loss.item())
-        seen += len(x) * world
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}",
-                        refresh=False)
-    return losses, seen
-
-
 def _validate(net: torch.nn.Module, val_df: pd.DataFrame, y_val: np.ndarray, t_eval: Callable, root: str | Path) -> dict:
     scores = predict(net, val_df, t_eval, root=root)
     return binary_metrics(y_val, scores, youden_threshold(y_val, scores))
-
-
-def _seed_all(seed: int) -> None:
-    # timm's RandomResizedCrop draws from Python's `random`, the rest from torch: seed all three
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _epoch_row(net: torch.nn.Module, val_df: pd.DataFrame, y_val: np.ndarray, t_eval, root: str | Path, epoch: int,
@@ -213,10 +113,91 @@ def _epoch_row(net: torch.nn.Module, val_df: pd.DataFrame, y_val: np.ndarray, t_
     return row
 
 
+def training_phases(train_df: pd.DataFrame, cfg: TrainConfig) -> list[tuple[str, pd.DataFrame, TrainConfig]]:
+    """`train.schedule` as (phase, rows, settings): mixed, one phase on the whole set; synthetic_then_real,
+    the synthetic slots' rows (origin other than real: synthetic images, or the control arm's held-out
+    real ones) for `pretrain_epochs` at `lr`, then the real rows for `epochs` at `finetune_lr`. A part with
+    no rows is skipped: ratio 0 trains as mixed (one baseline for both schedules), ratio 1 on synthetic only."""
+    if cfg.schedule == "mixed":
+        return [("mixed", train_df, cfg)]
+    if "origin" not in train_df:
+        raise UserValueError("train.schedule synthetic_then_real: the training table has no `origin` column "
+                             "(dermsynth.classify.mixing.mix writes it) to tell its synthetic part from its real part")
+    slots, real = train_df[train_df["origin"] != "real"], train_df[train_df["origin"] == "real"]
+    phases = [("synthetic", slots, replace(cfg, epochs=cfg.pretrain_epochs))] if len(slots) else []
+    if len(real):
+        phases.append(("real", real, replace(cfg, lr=cfg.finetune_lr) if len(slots) else cfg))
+    return phases
+
+
+@dataclass
+class _Fit:
+    """One training run across its phases: the network, validation, and what has happened so far."""
+    net: torch.nn.Module
+    t_train: Callable
+    t_eval: Callable
+    val_df: pd.DataFrame
+    y_val: np.ndarray
+    g: torch.Generator
+    dev: torch.device
+    state: PartialState | None
+    root: str | Path
+    out: Path
+    on_epoch: Callable[[int, dict], None] | None
+    world: int = 1
+    rank: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+    best: float = -math.inf
+    best_epoch: int = -1
+    done: int = 0  # epochs run, over every phase
+    seen: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def _fit_phase(f: _Fit, phase: str, rows: pd.DataFrame, cfg: TrainConfig, select: bool, tagged: bool) -> None:
+    """Epochs on `rows` with this phase's settings (its own optimiser and warm-up cosine schedule). The last
+    phase (`select`) keeps its best epoch by validation AUROC and stops early; an earlier one runs all its
+    epochs and hands its last weights on."""
+    is_main = f.rank == 0
+    data = ImageTable(rows, f.t_train, f.root)
+    loader = DataLoader(data, batch_sampler=batches(data, cfg, f.g, f.world, f.rank), num_workers=cfg.workers,
+                        generator=f.g, persistent_workers=cfg.workers > 0)
+    steps = max(len(loader), 1)
+    step = optimiser(distributed(f.net, f.dev) if f.world > 1 else f.net, cfg, steps, f.dev)
+    if select:
+        f.best_epoch = f.done - 1  # patience counts from this phase's start
+    name = f"{cfg.model}{f' {phase}' if tagged else ''} epoch"
+    for epoch in range(cfg.epochs):
+        losses, f.seen = train_epoch(step, loader, epoch, steps, f"{name} {epoch + 1}/{cfg.epochs}", f.world, f.seen,
+                                     f.t0)
+        train_loss = process_mean(float(np.mean(losses)), f.state)
+        monitor = -math.inf
+        if is_main:  # the main process validates, logs and saves; the others follow its verdict
+            row = _epoch_row(f.net, f.val_df, f.y_val, f.t_eval, f.root, f.done, train_loss,
+                             step.opt.param_groups[0]["lr"], f.seen / (time.perf_counter() - f.t0))
+            f.history.append(row | ({"phase": phase} if tagged else {}))
+            if f.on_epoch:
+                f.on_epoch(f.done + 1, row)  # one MLflow run: both phases' curves on one epoch axis
+            monitor = -math.inf if math.isnan(row["val_auc"]) else row["val_auc"]
+        f.done += 1
+        if not select:
+            continue
+        monitor = agree(monitor, f.state)
+        if monitor > f.best:
+            f.best, f.best_epoch = monitor, f.done
+            if is_main:
+                save_file({k: v.detach().cpu().contiguous() for k, v in f.net.state_dict().items()},
+                          f.out / "model.safetensors")
+        elif f.done - f.best_epoch >= cfg.early_stopping_patience:
+            log.info("early stop: no better validation AUROC for %d epochs", cfg.early_stopping_patience)
+            break
+
+
 def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
                      on_epoch: Callable[[int, dict], None] | None = None, root: str | Path = ".",
                      state: PartialState | None = None) -> dict:
-    """Train, keep the best epoch by validation AUROC in `out_dir/model.safetensors`; returns a summary.
+    """Train by `cfg.schedule` (training_phases), keep the best epoch of the last phase by validation AUROC
+    in `out_dir/model.safetensors`; returns a summary.
 
     With `state` from `accelerate launch` (several processes), training runs under DDP: each process
     takes a slice of every global batch; the main process validates, saves and calls `on_epoch`.
@@ -225,53 +206,32 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
         with Image.open(Path(root) / train_df["path"].iloc[0]) as im:
             cfg = replace(cfg, img_size=min(im.size))
     world, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
-    is_main = rank == 0
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = state.device if state is not None else _device()
     if dev.type == "cpu" and cfg.threads > 0:
         # `threads` is the budget of all processes together (and of the queued experiments beside this one)
         torch.set_num_threads(max(1, torch_threads(cfg.threads) // world))
-    _seed_all(cfg.seed)
+    phases = training_phases(train_df, cfg)
+    seed_all(cfg.seed)
     net = create_classifier(cfg.model, cfg.img_size, cfg.pretrained_file, cfg.drop_rate).to(dev)
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     t_train, t_eval = transforms(net, cfg)
-    data = ImageTable(train_df, t_train, root)
     g = torch.Generator().manual_seed(cfg.seed)  # the same on every process: one global sequence of batches
-    loader = DataLoader(data, batch_sampler=_batches(data, cfg, g, world, rank), num_workers=cfg.workers,
-                        generator=g, persistent_workers=cfg.workers > 0)
-    steps = max(len(loader), 1)
-    step = _optimiser(_distributed(net, dev) if world > 1 else net, cfg, steps, dev)
     y_val = (val_df["label"] == "malignant").astype(int).to_numpy()
-    best, best_epoch, history, seen, t0 = -math.inf, -1, [], 0, time.perf_counter()
-    for epoch in range(cfg.epochs):
-        losses, seen = _train_epoch(step, loader, epoch, steps, f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", world,
-                                    seen, t0)
-        train_loss = _mean(float(np.mean(losses)), state)
-        monitor = -math.inf
-        if is_main:  # the main process validates, logs and saves; the others follow its verdict
-            row = _epoch_row(net, val_df, y_val, t_eval, root, epoch, train_loss, step.opt.param_groups[0]["lr"],
-                             seen / (time.perf_counter() - t0))
-            history.append(row)
-            if on_epoch:
-                on_epoch(epoch + 1, row)
-            monitor = -math.inf if math.isnan(row["val_auc"]) else row["val_auc"]
-        monitor = _agree(monitor, state)
-        if monitor > best:
-            best, best_epoch = monitor, epoch + 1
-            if is_main:
-                save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, out / "model.safetensors")
-        elif epoch + 1 - best_epoch >= cfg.early_stopping_patience:
-            log.info("early stop: no better validation AUROC for %d epochs", cfg.early_stopping_patience)
-            break
-    if not is_main:
-        return {"best_epoch": best_epoch, "best_val_auc": best, "epochs_run": epoch + 1}
+    f = _Fit(net, t_train, t_eval, val_df, y_val, g, dev, state, root, out, on_epoch, world, rank)
+    for i, (phase, rows, phase_cfg) in enumerate(phases):
+        _fit_phase(f, phase, rows, phase_cfg, select=i == len(phases) - 1, tagged=cfg.schedule != "mixed")
+    summary = {"best_epoch": f.best_epoch, "best_val_auc": f.best, "epochs_run": f.done}
+    if cfg.schedule != "mixed":
+        summary["epochs_per_phase"] = {p: sum(r.get("phase") == p for r in f.history) for p, _, _ in phases}
+    if rank != 0:
+        return summary
     # the speed goes to MLflow only: in a DVC output it would change the hash on every run
-    pd.DataFrame(history).drop(columns="images_per_second").to_csv(out / "history.csv", index=False)
-    return {"best_epoch": best_epoch, "best_val_auc": best, "epochs_run": len(history),
-            "images_per_second": history[-1]["images_per_second"] if history else 0.0,
-            "seconds": round(time.perf_counter() - t0, 1)}
+    pd.DataFrame(f.history).drop(columns="images_per_second").to_csv(out / "history.csv", index=False)
+    return summary | {"images_per_second": f.history[-1]["images_per_second"] if f.history else 0.0,
+                      "seconds": round(time.perf_counter() - f.t0, 1)}
 
 
 def load_classifier(out_dir: str | Path, cfg: TrainConfig) -> torch.nn.Module:

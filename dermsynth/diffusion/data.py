@@ -49,3 +49,22 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor
 def step_generator(seed: int, step: int) -> torch.Generator:
     """Noise, timesteps and augmentation of one step, also a pure function of (seed, step)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
+
+
+def instance_images(manifest: pd.DataFrame, label: str, max_images: int, seed: int) -> list[str]:
+    """The training images one class's LoRA learns from (`lora.max_images_per_class`): every one (0), or at
+    most `max_images` of them as whole groups (the split's lesion/patient `group`) in a seeded order, as
+    Derm-T2IM trained on 1,400 per class. Whole groups, so that the cap buys lesions, not more photographs
+    of the same ones; in manifest order, so the same draw gives the same files and latent cache."""
+    rows = manifest[(manifest["split"] == "train") & (manifest["label"] == label)]
+    if max_images == 0 or len(rows) <= max_images:
+        return rows["path"].tolist()
+    groups = rows["group"].astype(str) if "group" in rows else rows["image_id"].astype(str)
+    sizes = groups.value_counts()
+    order = np.random.default_rng([seed, 0x10AA]).permutation(sorted(sizes.index))
+    chosen, total = set(), 0
+    for g in order:  # a group that no longer fits is passed over: a smaller one may still
+        if total + sizes[g] <= max_images:
+            chosen.add(g)
+            total += sizes[g]
+    return rows.loc[groups.isin(chosen), "path"].tolist()

@@ -14,7 +14,7 @@ from diffusers.utils import convert_all_state_dict_to_peft, convert_state_dict_t
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from dermsynth.diffusion.lora import LORA_WEIGHTS
+from dermsynth.diffusion.lora_files import LORA_WEIGHTS
 from dermsynth.errors import UserFileError, UserValueError
 from dermsynth.files import canonicalise_safetensors
 

@@ -10,7 +10,6 @@ checkpoint needs only the LoRA weights, the optimizer and LR-scheduler state and
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -22,23 +21,20 @@ from accelerate import Accelerator
 from diffusers import StableDiffusionPipeline
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params
-from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.data import batch_indices, step_generator
 from dermsynth.diffusion.latents import LatentCache, cache_key, encode_latents
+from dermsynth.diffusion.lora_files import checkpoints, export_lora, load_checkpoint, save_checkpoint
 from dermsynth.diffusion.pretrain import encode_prompts
 from dermsynth.diffusion.tiny import training_scheduler
-from dermsynth.files import canonicalise_safetensors, dir_fingerprint, fingerprint
+from dermsynth.files import dir_fingerprint, fingerprint
 from dermsynth.params import Lora, defaults_from
 from dermsynth.precision import DTYPES, accelerate_name, resolve
 
 log = logging.getLogger(__name__)
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
 
 @dataclass(frozen=True)
@@ -55,6 +51,8 @@ class LoraTrainConfig:
     train_text_encoder: bool
     text_encoder_target_modules: tuple[str, ...]
     learning_rate: float
+    text_encoder_lr: float
+    optimizer: str
     lr_scheduler: str
     lr_warmup_steps: int
     adam_weight_decay: float
@@ -90,46 +88,6 @@ class LoraResult:
 def mixed_precision(requested: str) -> str:
     """accelerate's mixed_precision for `lora.mixed_precision` on this machine (dermsynth.precision)."""
     return accelerate_name(resolve(requested, "diffusion", torch.cuda.is_available(), "lora.mixed_precision"))
-
-
-def _checkpoints(work: Path) -> list[Path]:
-    done = [d for d in work.glob("checkpoint-*") if (d / "state.json").is_file()]
-    return sorted(done, key=lambda d: int(d.name.split("-")[1]))
-
-
-def _lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().float().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
-
-
-def _save_checkpoint(work: Path, step: int, unet, text_encoder, optimizer, lr_sched, accelerator, losses, keep: int) -> None:
-    tmp = work / f".tmp-checkpoint-{step}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(_lora_state(accelerator.unwrap_model(unet)), tmp / "unet_lora.safetensors")
-    if text_encoder is not None:
-        save_file(_lora_state(accelerator.unwrap_model(text_encoder)), tmp / "text_encoder_lora.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(lr_sched.state_dict(), tmp / "scheduler.pt")
-    if accelerator.scaler is not None:
-        torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses}))  # written last: marks complete
-    final = work / f"checkpoint-{step}"
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in _checkpoints(work)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(ckpt: Path, unet, text_encoder, optimizer, lr_sched, accelerator) -> tuple[int, list[float]]:
-    set_peft_model_state_dict(accelerator.unwrap_model(unet), load_file(ckpt / "unet_lora.safetensors"))
-    if text_encoder is not None:
-        set_peft_model_state_dict(accelerator.unwrap_model(text_encoder), load_file(ckpt / "text_encoder_lora.safetensors"))
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-    lr_sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
-    if accelerator.scaler is not None and (ckpt / "scaler.pt").is_file():
-        accelerator.scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=True))
-    state = json.loads((ckpt / "state.json").read_text())
-    return int(state["step"]), list(state["losses"])
 
 
 @torch.no_grad()
@@ -190,6 +148,27 @@ def _load_models(base_dir: str | Path, cfg: LoraTrainConfig, accelerator: Accele
     return _Models(pipe, unet, te_train, weight_dtype, params)
 
 
+def _optimizer(models: _Models, cfg: LoraTrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the adapters: the text encoder's at `text_encoder_lr` where that is set (Derm-T2IM kept the
+    two rates apart), bitsandbytes' 8-bit AdamW where asked for and possible (CUDA), else plain AdamW."""
+    groups = [{"params": models.params}]
+    if models.text_encoder is not None and cfg.text_encoder_lr > 0 and cfg.text_encoder_lr != cfg.learning_rate:
+        te = {id(p) for p in models.text_encoder.parameters()}
+        groups = [{"params": [p for p in models.params if id(p) not in te]},
+                  {"params": [p for p in models.params if id(p) in te], "lr": cfg.text_encoder_lr}]
+    adamw = torch.optim.AdamW
+    if cfg.optimizer == "adamw_8bit":
+        try:
+            if not torch.cuda.is_available():
+                raise ImportError("bitsandbytes' 8-bit optimizers need CUDA")
+            import bitsandbytes
+
+            adamw = bitsandbytes.optim.AdamW8bit
+        except ImportError as e:
+            log.warning("lora.optimizer adamw_8bit: %s; training with plain AdamW", e)
+    return adamw(groups, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+
+
 def _latents(models: _Models, instance_paths: list[str], repo_root: Path, cfg: LoraTrainConfig, work_root: Path,
              work: Path, base_dir: Path, label: str) -> tuple[LatentCache, LatentCache | None]:
     """Instance latents from the shared on-disk cache; prior-preservation latents, if asked for."""
@@ -232,7 +211,7 @@ def train_lora(
         inst, cls = _latents(models, instance_paths, Path(repo_root), cfg, Path(work_root), work, Path(base_dir), label)
 
     total = cfg.total_steps(len(inst))
-    optimizer = torch.optim.AdamW(models.params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+    optimizer = _optimizer(models, cfg)
     lr_sched = get_scheduler(cfg.lr_scheduler, optimizer=optimizer,
                              num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
                              num_training_steps=total * accelerator.num_processes)
@@ -243,9 +222,9 @@ def train_lora(
         models.unet, optimizer, lr_sched = accelerator.prepare(models.unet, optimizer, lr_sched)
 
     start, losses = 0, []
-    ckpts = _checkpoints(work)
+    ckpts = checkpoints(work)
     if ckpts:
-        start, losses = _load_checkpoint(ckpts[-1], models.unet, models.text_encoder, optimizer, lr_sched, accelerator)
+        start, losses = load_checkpoint(ckpts[-1], models.unet, models.text_encoder, optimizer, lr_sched, accelerator)
         log.info("resuming %s LoRA from %s (step %d of %d)", label, ckpts[-1], start, total)
     end = total if stop_after is None else min(total, start + stop_after)
     losses = _train_steps(models, inst, cls, cfg, accelerator, optimizer, lr_sched, range(start, end), total, losses,
@@ -257,7 +236,7 @@ def train_lora(
     if accelerator.is_main_process:
         export_lora(Path(out_dir), accelerator.unwrap_model(models.unet),
                     accelerator.unwrap_model(models.text_encoder) if models.text_encoder is not None else None)
-        last = _checkpoints(work)[-1]
+        last = checkpoints(work)[-1]
         shutil.copytree(last, Path(out_dir) / "checkpoints" / last.name, dirs_exist_ok=True)
     # no rank returns (and goes on to read the LoRA) before the main process has written it
     accelerator.wait_for_everyone()
@@ -318,27 +297,6 @@ def _train_steps(models: _Models, inst: LatentCache, cls: LatentCache | None, cf
         pbar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_sched.get_last_lr()[0]:.2e}", refresh=False)
         done = step + 1
         if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == total):
-            _save_checkpoint(work, done, unet, te_train, optimizer, lr_sched, accelerator, losses, cfg.keep_checkpoints)
+            save_checkpoint(work, done, unet, te_train, optimizer, lr_sched, accelerator, losses, cfg.keep_checkpoints)
     pbar.close()
     return losses
-
-
-def _adapter_metadata(model) -> dict:
-    """peft's config with its sets sorted: a set's order varies between runs, and the file must not."""
-    return {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in model.peft_config["default"].to_dict().items()}
-
-
-def export_lora(out_dir: Path, unet, text_encoder=None) -> Path:
-    """The diffusers LoRA format (`pipe.load_lora_weights(out_dir)`), with adapter metadata."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    StableDiffusionPipeline.save_lora_weights(
-        out_dir,
-        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
-        text_encoder_lora_layers=(convert_state_dict_to_diffusers(get_peft_model_state_dict(text_encoder))
-                                  if text_encoder is not None else None),
-        unet_lora_adapter_metadata=_adapter_metadata(unet),
-        text_encoder_lora_adapter_metadata=_adapter_metadata(text_encoder) if text_encoder is not None else None,
-        safe_serialization=True,
-    )
-    canonicalise_safetensors(out_dir / LORA_WEIGHTS)  # same LoRA, same bytes (the DVC hash)
-    return out_dir / LORA_WEIGHTS

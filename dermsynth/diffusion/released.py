@@ -95,15 +95,15 @@ def _convert_all(base: Path, batch: list[tuple[int, Candidate]], staging: Path, 
     return pmap(_convert, jobs, cfg.workers, desc=desc) if jobs else []
 
 
-def _take_class(label: str, ci: int, cands: list[Candidate], base: Path, staging: Path, cfg: ImportConfig,
-                quarantined: list[dict]) -> list[tuple[int, Candidate, dict]]:
+def _take_class(label: str, ci: int, cands: list[Candidate], base: Path, staging: Path,
+                cfg: ImportConfig) -> tuple[list[tuple[int, Candidate, dict]], list[dict]]:
     """The class's usable images, converted into `staging` (all, or the first n_per_class of a seeded order),
-    sorted by file; each unusable one it read is added to `quarantined`."""
+    sorted by file, and a quarantine row for each unusable one it read."""
     mine = [(k, c) for k, c in enumerate(cands) if c.label == label]
     if cfg.n_per_class > 0:
         order = np.random.default_rng([cfg.seed, ci, 0x1A7]).permutation(len(mine))
         mine = [mine[i] for i in order]
-    good, pos = [], 0
+    good, quarantined, pos = [], [], 0
     while pos < len(mine) and (cfg.n_per_class == 0 or len(good) < cfg.n_per_class):
         # all of the class, or as many as are still wanted: files past the n-th usable one are never read
         step = len(mine) if cfg.n_per_class == 0 else cfg.n_per_class - len(good)
@@ -114,7 +114,7 @@ def _take_class(label: str, ci: int, cands: list[Candidate], base: Path, staging
                 good.append((k, c, res))
             else:
                 quarantined.append(_quarantine(cfg.source, c.file, res["reason"], res["detail"]))
-    return sorted(good, key=lambda g: g[1].file)
+    return sorted(good, key=lambda g: g[1].file), quarantined
 
 
 def _check_enough(kept: dict[str, list], cfg: ImportConfig, quarantine: pd.DataFrame,
@@ -194,7 +194,10 @@ def import_released(cfg: ImportConfig, out_dir: str | Path, repo_root: str | Pat
         (out_dir / "images" / label).mkdir(parents=True, exist_ok=True)
 
     found = {label: sum(c.label == label for c in cands) for label in cfg.classes}
-    kept = {label: _take_class(label, ci, cands, base, staging, cfg, quarantined) for ci, label in enumerate(cfg.classes)}
+    kept = {}
+    for ci, label in enumerate(cfg.classes):
+        kept[label], bad = _take_class(label, ci, cands, base, staging, cfg)
+        quarantined += bad
 
     quarantine = pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS)
     if quarantine_file is not None:

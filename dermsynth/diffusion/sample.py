@@ -184,11 +184,13 @@ def _save_png(arr: np.ndarray, dst: Path) -> None:
     os.replace(tmp, dst)  # atomic: a killed run never leaves a half-written image behind
 
 
-def _render_missing(df: pd.DataFrame, ours: pd.DataFrame, todo: pd.DataFrame, cfg: GenerateConfig, base_dir: str,
+def _render_missing(df: pd.DataFrame, ours: pd.DataFrame, cfg: GenerateConfig, base_dir: str,
                     lora_dirs: dict[str, str], work: Path, repo_root: Path, device, rank: int, world: int,
                     stop_after_chunks: int | None) -> tuple[int, bool]:
-    """Render this process's unfinished chunks into `work`, one class's pipeline at a time; returns how many
-    images it made and whether it stopped after `stop_after_chunks` (a test's interruption)."""
+    """Render the images of `ours` (this process's chunks of the plan `df`) that are not yet in `work`, one
+    class's pipeline at a time; returns how many images it made and whether it stopped after
+    `stop_after_chunks` (a test's interruption)."""
+    todo = ours[[not Path(p).is_file() for p in ours.work_path]]
     made, chunks_done, t0 = 0, 0, time.perf_counter()
     bar = tqdm(total=len(ours), initial=len(ours) - len(todo), desc=f"generate [{rank + 1}/{world}]" if world > 1
                else "generate", unit="img", mininterval=2.0, disable=rank != 0)
@@ -240,10 +242,9 @@ def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_
         (work / "images" / label).mkdir(parents=True, exist_ok=True)
     mine = set(list(dict.fromkeys(df.chunk))[rank::world])
     ours = df[df.chunk.isin(mine)]
-    todo = ours[[not Path(p).is_file() for p in ours.work_path]]
     t0 = time.perf_counter()
     device = state.device if state is not None and state.device.type == "cuda" else None
-    made, stopped = _render_missing(df, ours, todo, cfg, base_dir, lora_dirs, work, repo_root, device, rank, world,
+    made, stopped = _render_missing(df, ours, cfg, base_dir, lora_dirs, work, repo_root, device, rank, world,
                                     stop_after_chunks)
     if stopped:
         return {"stopped_early": True, "made": made}

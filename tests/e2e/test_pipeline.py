@@ -270,6 +270,27 @@ def test_a_model_is_added_with_one_setting(clone, repro):
     run(["git", "checkout", "params.yaml", "dvc.lock"], clone)
 
 
+def test_an_ensemble_is_evaluated_like_a_model(clone, repro):
+    """`evaluate.ensembles` (docs/seed_studies.md): one more stage from the members' predictions, no retraining;
+    its metrics file has a model's keys, MLflow a run for it, `dermsynth metrics` a row."""
+    run(["git", "checkout", "params.yaml", "dvc.lock"], clone)
+    out = run(["dvc", "exp", "run", "-S", f"evaluate.ensembles={{all: [{', '.join(MODELS)}]}}"], clone,
+              timeout=3600).stdout
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert "ensemble@all" in ran and not {s for s in ran if s.startswith(("train@", "evaluate@", "audit"))} - {
+        "audit_dataset"}, ran
+    met = json.loads((clone / "reports/metrics/all.json").read_text())
+    assert all(f"{ts}_{k}" in met and f"{ts}_{k}_ci95" in met for ts in ("isic", "ham10000") for k in METRICS)
+    assert met["members"] == MODELS and (clone / "reports/ensembles/all/subgroups.csv").is_file()
+    runs = _mlflow_runs(clone)
+    ens = runs[runs["params.model"] == "all"]
+    assert len(ens) == 1 and ens["params.ensemble_members"].iloc[0] == ",".join(MODELS)
+    assert ens[[f"metrics.{ts}_auc" for ts in ("isic", "ham10000")]].notna().all(axis=None)
+    table = run([sys.executable, "-m", "dermsynth.cli", "metrics"], clone).stdout
+    assert "all: ensemble of vit_tiny_patch16_224, mobilenetv2_100" in " ".join(table.split()), table
+    run(["git", "checkout", "params.yaml", "dvc.lock"], clone)
+
+
 def _mlflow_runs(clone):
     """The clone's MLflow runs, read by a fresh process: this one's MLflow keeps its SQLite connection open, and
     that would still read a store the test has deleted."""

@@ -9,9 +9,10 @@ import torch
 from dermsynth.classify.evaluate import evaluate_model, gradcam_grid, split_test_sets
 from dermsynth.classify.metrics import METRICS
 from dermsynth.classify.models import create_classifier, gradcam_target_layer
-from dermsynth.classify.train import TrainConfig, amp_dtype, load_classifier, train_classifier, transforms
+from dermsynth.classify.loop import amp_dtype
+from dermsynth.classify.train import TrainConfig, load_classifier, train_classifier, transforms
 from dermsynth import tracking
-from dermsynth.contracts import PREDICTION_COLUMNS
+from dermsynth.contracts import PREDICTION_COLUMNS, VAL_PREDICTION_COLUMNS
 
 
 @pytest.fixture()
@@ -54,7 +55,7 @@ def test_one_epoch_training_and_evaluation(prepared_session, tmp_path, mlflow_st
     assert np.isfinite(epochs[0]["train_loss"]) and epochs[0]["images_per_second"] > 0
     model = load_classifier(tmp_path / "clf", cfg)
     _, t_eval = transforms(model, cfg)
-    pred, metrics = evaluate_model(model, t_eval, m, n_boot=50, seed=0, root=root)
+    pred, metrics, val_pred = evaluate_model(model, t_eval, m, n_boot=50, seed=0, root=root)
     assert list(pred.columns[:5]) == PREDICTION_COLUMNS and set(pred.testset) == set(split_test_sets(m))
     assert len(pred) == (m.split == "test").sum()
     for ts in split_test_sets(m):
@@ -66,6 +67,11 @@ def test_one_epoch_training_and_evaluation(prepared_session, tmp_path, mlflow_st
     g = pred[pred.testset == "isic"]
     again = binary_metrics(g.label, g.score, metrics["threshold"])
     assert all(again[k] == pytest.approx(metrics[f"isic_{k}"], nan_ok=True) for k in METRICS)
+    # and the threshold from the validation predictions written beside them (Youden's J)
+    from dermsynth.classify.metrics import youden_threshold
+
+    assert list(val_pred.columns) == VAL_PREDICTION_COLUMNS and len(val_pred) == (m.split == "val").sum()
+    assert youden_threshold(val_pred.label, val_pred.score) == metrics["threshold"]
     with tracking.start_run("test", {}, run_id=run_id) as (mlflow, _):
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
     gradcam_grid(model, t_eval, m[m.split == "test"].head(4), tmp_path / "cam.png", root=root)

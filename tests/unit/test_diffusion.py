@@ -13,7 +13,8 @@ from safetensors import safe_open
 from dermsynth.contracts import METADATA_COLUMNS
 from dermsynth.diffusion.base import BaseModelError, load_pipeline
 from dermsynth.diffusion.data import batch_indices, load_images
-from dermsynth.diffusion.lora import LORA_WEIGHTS, LoraTrainConfig, train_lora
+from dermsynth.diffusion.lora import LoraTrainConfig, train_lora
+from dermsynth.diffusion.lora_files import LORA_WEIGHTS
 from dermsynth.diffusion.pretrain import PretrainConfig, pretrain_unet, pretrain_vae
 from dermsynth.diffusion.sample import GenerateConfig, generate, make_scheduler, plan, regenerate
 from tests.single_file import save_single_file

@@ -96,8 +96,8 @@ def test_external_sets_are_evaluated_under_their_own_names(prepared_session, ddi
     torch.manual_seed(0)
     model = create_classifier("resnet18", img_size=32)
     _, t_eval = transforms(model, TrainConfig(model="resnet18", img_size=32))
-    alone, m_alone = evaluate_model(model, t_eval, m, n_boot=20, seed=0, root=root)
-    pred, metrics = evaluate_model(model, t_eval, m, n_boot=20, seed=0, root=root, external={"ddi": ext})
+    alone, m_alone, _ = evaluate_model(model, t_eval, m, n_boot=20, seed=0, root=root)
+    pred, metrics, _ = evaluate_model(model, t_eval, m, n_boot=20, seed=0, root=root, external={"ddi": ext})
     assert set(pred.testset) == set(alone.testset) | {"ddi"} and (pred.testset == "ddi").sum() == len(ext)
     for k in METRICS:
         assert f"ddi_{k}" in metrics and f"ddi_{k}_ci95" in metrics

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from dermsynth.diffusion.lora import LORA_WEIGHTS, LoraTrainConfig, train_lora
+from dermsynth.diffusion.lora import LoraTrainConfig, train_lora
+from dermsynth.diffusion.lora_files import LORA_WEIGHTS
 from dermsynth.diffusion.sample import GenerateConfig, generate
 
 pytestmark = pytest.mark.slow

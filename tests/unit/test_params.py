@@ -42,9 +42,9 @@ def test_every_block_builds_its_config():
         from_block(PrepConfig, prep)
         from_block(QualityConfig, p["quality"])
         from_block(PretrainConfig, p["base_model"]["pretrain"])
-        lora = {k: v for k, v in p["lora"].items() if k != "threads"}
-        from_block(LoraTrainConfig, lora)
-        from_block(GenerateConfig, {k: v for k, v in p["generate"].items() if k not in ("processes", "source")})
+        # the stages' own skips: how a stage runs (threads, processes) and which images (the LoRA's cap, the source)
+        from_block(LoraTrainConfig, p["lora"], skip=("threads", "max_images_per_class"))
+        from_block(GenerateConfig, p["generate"], skip=("processes", "source"))
         t = {k: v for k, v in p["train"].items() if k not in ("models", "mixing", "overrides", "img_size", "real_fraction", "processes")}
         from_block(TrainConfig, t)
         from_block(MixConfig, {**p["train"]["mixing"], "real_fraction": p["train"]["real_fraction"]})
@@ -187,7 +187,7 @@ def _undescribed(model, prefix=""):
 
 
 def test_every_schema_key_has_a_description():
-    """dermsynth/params.py is the single source of what each params.yaml key means (`dermsynth check --explain`)."""
+    """dermsynth/params is the single source of what each params.yaml key means (`dermsynth check --explain`)."""
     from dermsynth.params import Params, explain
 
     missing = _undescribed(Params)
@@ -242,7 +242,7 @@ NO_PARAMS_BLOCK = {"dermsynth.diffusion.tiny:TinyConfig"}  # built from the base
 
 def test_a_library_config_built_without_params_is_the_one_dvc_repro_builds():
     """A notebook's `train_lora(LoraTrainConfig())` trains the LoRA `dvc repro` trains: every default a library
-    config holds for a params key is the schema's (dermsynth/params.py is the one source of defaults)."""
+    config holds for a params key is the schema's (dermsynth/params is the one source of defaults)."""
     import dataclasses
     import importlib
     import re

@@ -173,10 +173,11 @@ def test_a_model_needs_no_overrides_entry():
     from dermsynth.params import unused_overrides
 
     p = validate(_with({"train.models": ["resnet18"], "train.overrides.mobilenetv2_100": {"lr": 0.01}}))
-    s = model_settings(p, "resnet18")
+    s = model_settings(p, "resnet18", 96)
     assert s["train"]["lr"] == SHIPPED["train"]["lr"] and s["train"]["model"] == "resnet18"
-    assert s["train"]["img_size"] == SHIPPED["prepare"]["size"] and s["mixing"]["real_fraction"] == 1.0
-    assert model_settings(p, "mobilenetv2_100")["train"]["lr"] == 0.01
+    # img_size 0: the prepared images' side as the prepared set recorded it, whatever prepare.size says now
+    assert s["train"]["img_size"] == 96 and s["mixing"]["real_fraction"] == 1.0
+    assert model_settings(p, "mobilenetv2_100", 96)["train"]["lr"] == 0.01
     assert unused_overrides(p) == ["train.overrides.vit_tiny_patch16_224: not in train.models, unused",
                                    "train.overrides.mobilenetv2_100: not in train.models, unused"]
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports"
 # README.md first, then the pages its sections moved to; a fixed order, so the same sentence is found every time
 DOCS = ("README.md", "docs/demo_results.md", "docs/parameters.md", "docs/data.md", "docs/reproducibility.md",
-        "docs/performance.md", "docs/scale_out.md", "docs/development.md")
+        "docs/performance.md", "docs/scale_out.md", "docs/development.md", "docs/study.md")
 RAW = "\n\n".join((ROOT / doc).read_text() for doc in DOCS)
 TEXT = " ".join(RAW.split())  # sentences wrap across lines
 MODELS = {"ViT-Tiny": "vit_tiny_patch16_224", "MobileNetV2": "mobilenetv2_100"}

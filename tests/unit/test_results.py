@@ -31,7 +31,7 @@ def repo(tmp_path, monkeypatch):
 
 
 def _params(root: Path, models: list[str]) -> None:
-    # every other key takes the schema's default (dermsynth/params.py): reports in reports/
+    # every other key takes the schema's default (dermsynth/params): reports in reports/
     (root / "params.yaml").write_text(f"train:\n  models: [{', '.join(models)}]\n")
 
 

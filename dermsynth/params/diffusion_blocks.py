@@ -1,0 +1,152 @@
+"""The diffusion blocks of params.yaml: the base model (and its tiny pre-training), the LoRAs and
+the synthetic set (generate)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from dermsynth.params.common import (CLASSES, SAMPLER_NAMES, SCHEDULERS, Block, Bool, Count, Fraction,
+                                     NonNeg, PosInt, Positive, Str)
+from dermsynth.synthetic_source import LORA_SOURCE, is_lora_source
+
+
+class Pretrain(Block):
+    vae_steps: Count = Field(300, description="AdamW steps fitting the tiny VAE (cosine schedule, 20 warm-up steps)")
+    vae_lr: Positive = Field(0.002, description="peak learning rate of the VAE")
+    vae_crop: Count = Field(0, description="> 0: the VAE trains on random square crops of this many px; 0 = full "
+                                           "images (on crops it lost the class's overall darkness)")
+    kl_weight: NonNeg = Field(1.0e-6, description="weight of the KL term in the VAE loss (MSE + 0.5 L1 + "
+                                                  "kl_weight x KL)")
+    unet_steps: Count = Field(1500, description="AdamW steps fitting the tiny UNet (epsilon prediction, cosine "
+                                                "schedule)")
+    unet_lr: Positive = Field(0.001, description="peak learning rate of the UNet")
+    batch_size: PosInt = Field(32, description="images (VAE) or latents (UNet) per step")
+    cond_dropout: Fraction = Field(0.1, description="share of the UNet's training images given the empty prompt, so "
+                                                    "classifier-free guidance has a baseline")
+
+
+class BaseModelParams(Block):
+    name: Str = Field("tiny", description="tiny | a local diffusers SD1.5 directory | a local .safetensors/.ckpt")
+    config: Str = Field("", description="single-file checkpoints only: a local diffusers directory with the SD1.5 "
+                                        "configs and tokenizer; \"\" = none")
+    threads: Count = Field(2, description="CPU threads of torch in the base_model stage (pre-training the tiny "
+                                          "model); 0 = torch's default")
+    pretrain: Pretrain = Field(Pretrain(), description="tiny only: fit the tiny model to the prepared training images "
+                                                       "first (VAE, then UNet); ignored for SD1.5")
+
+    @model_validator(mode="after")
+    def _local(self):
+        if self.name != "tiny" and not Path(self.name).exists():
+            raise ValueError(f"name: {self.name!r} is neither 'tiny' nor an existing local path "
+                             "(a diffusers directory or a .safetensors/.ckpt file)")
+        if self.name != "tiny" and Path(self.name).is_file():
+            if Path(self.name).suffix not in (".safetensors", ".ckpt"):
+                raise ValueError(f"name: {self.name!r} is a file but not a .safetensors or .ckpt checkpoint")
+            if not self.config:
+                raise ValueError("config: a single-file checkpoint needs base_model.config, a local diffusers "
+                                 "directory with the SD1.5 configs and tokenizer")
+        if self.config and not Path(self.config).is_dir():
+            raise ValueError(f"config: {self.config!r} is not an existing directory")
+        return self
+
+
+class Lora(Block):
+    """DreamBooth + LoRA fine-tuning of the base model, one adapter per class (diffusers + peft)."""
+
+    instance_prompt: Str = Field("a dermoscopic image of sks {label} lesion",
+                                 description="caption of every training image; {label} becomes the class, 'sks' "
+                                             "is DreamBooth's rare token")
+    class_prompt: Str = Field("a dermoscopic image of a skin lesion",
+                              description="prompt of the prior-preservation images (prior_preservation)")
+    prior_preservation: Bool = Field(False, description="DreamBooth's prior-preservation loss on images the base "
+                                                        "model renders from class_prompt")
+    prior_loss_weight: NonNeg = Field(1.0, description="weight of the prior-preservation loss")
+    num_class_images: PosInt = Field(32, description="prior-preservation images rendered per class")
+    rank: PosInt = Field(8, description="LoRA rank r: the adapters' inner dimension (more = more capacity, larger "
+                                        "files)")
+    alpha: PosInt = Field(16, description="LoRA alpha: the update is scaled by alpha / rank (the adapter metadata "
+                                          "records it)")
+    target_modules: list[Str] = Field(["to_q", "to_k", "to_v", "to_out.0"], min_length=1,
+                                      description="UNet attention projections that get adapters")
+    train_text_encoder: Bool = Field(False, description="also train adapters on the CLIP text encoder")
+    text_encoder_target_modules: list[Str] = Field(["q_proj", "k_proj", "v_proj", "out_proj"], min_length=1,
+                                                   description="text-encoder projections that get adapters")
+    learning_rate: Positive = Field(0.001, description="AdamW learning rate of the UNet's adapters (tiny demo model; "
+                                                       "paper: 1e-4)")
+    text_encoder_lr: NonNeg = Field(0.0, description="learning rate of the text encoder's adapters "
+                                                     "(train_text_encoder); 0 = learning_rate")
+    optimizer: Literal["adamw", "adamw_8bit"] = Field(
+        "adamw", description="adamw_8bit: bitsandbytes' 8-bit AdamW (Derm-T2IM's), on CUDA where bitsandbytes is "
+                             "installed; elsewhere plain AdamW, said once in the log")
+    max_images_per_class: Count = Field(0, description="at most this many training images per class, whole "
+                                                       "lesion/patient groups in a seeded order (paper: 1400); 0 = all")
+    lr_scheduler: Literal[SCHEDULERS] = Field("constant_with_warmup",
+                                              description="diffusers' learning-rate schedule")
+    lr_warmup_steps: Count = Field(20, description="steps of linear warm-up")
+    adam_weight_decay: NonNeg = Field(0.01, description="AdamW weight decay")
+    max_grad_norm: Positive = Field(1.0, description="gradient clipping norm")
+    epochs: PosInt = Field(120, description="passes over a class's training images (the paper's 120)")
+    max_steps: Count = Field(400, description="> 0 overrides epochs (the demo); 0 = use epochs (paper)")
+    batch_size: PosInt = Field(16, description="images per step (paper: 2)")
+    gradient_accumulation_steps: PosInt = Field(1, description="steps whose gradients are summed before an update")
+    gradient_checkpointing: Bool = Field(False, description="recompute activations to save memory (slower)")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto = fp16 on CUDA, fp32 on CPU; the LoRA weights stay fp32")
+    checkpoint_every: PosInt = Field(100, description="steps between resumable checkpoints (.work/lora/)")
+    keep_checkpoints: PosInt = Field(2, description="checkpoints kept; older ones are deleted")
+    flip_augment: Bool = Field(True, description="train on horizontal and vertical flips too")
+    validation_images: Count = Field(8, description="sample images rendered after training "
+                                                    "(reports/lora/<class>/samples.png)")
+    threads: Count = Field(2, description="CPU threads for torch on CPU")
+
+
+class Generate(Block):
+    source: Str = Field(
+        LORA_SOURCE, description="models/lora = sample the LoRAs this pipeline trains; anything else imports a "
+                                 "released synthetic set instead: a folder with one subfolder per class (benign/, "
+                                 "malignant/) or a CSV file of path,label[,prompt,seed,...] rows (paths relative to "
+                                 "the CSV's folder). A path inside the repository (the set may be a link to another "
+                                 "disk), so dvc.lock and metadata.csv name the same place on every clone and "
+                                 "`dvc add` can version it; absolute paths are refused")
+    n_per_class: Count = Field(3000, description="images per class; for an imported set, that many drawn per class "
+                                                 "(seeded by data_seed) or 0 = every image it holds")
+    classes: list[Literal[CLASSES]] = Field(list(CLASSES), min_length=1,
+                                            description="classes of the synthetic set, each from its LoRA "
+                                                        "(models/lora/<class>); an imported set: the classes read")
+    samplers: list[Literal[SAMPLER_NAMES]] = Field(
+        list(SAMPLER_NAMES), min_length=1,
+        description="diffusers samplers, assigned round-robin by image index: euler, euler_a (ancestral), plms "
+                    "(PNDM without Runge-Kutta warm-up); paper: all three")
+    steps_min: PosInt = Field(20, description="fewest denoising steps: each image's steps are drawn from "
+                                              "[steps_min, steps_max] (paper: 20-26)")
+    steps_max: PosInt = Field(26, description="most denoising steps (see steps_min)")
+    guidance_scale: NonNeg = Field(7.0, description="classifier-free guidance scale (paper: 7)")
+    prompt: Str = Field("a dermoscopic image of sks {label} lesion",
+                        description="prompt of every image; {label} becomes the class (the default is "
+                                    "lora.instance_prompt's)")
+    negative_prompt: Str = Field(
+        "", description="negative prompt of the guidance; \"\" = the empty prompt (the tiny model never learnt the "
+                        "paper's words; paper: \"blurry, lowres, low quality, cartoon, drawing, text, watermark\")")
+    batch_size: PosInt = Field(160, description="images per chunk (one sampler call): the chunks of each (class, "
+                                                "sampler, steps) group are fixed, so a resume makes the same bytes")
+    threads: Count = Field(2, description="CPU threads of the sampler; for an imported set, the processes decoding "
+                                          "it (0 = all cores)")
+    dtype: Literal["auto", "fp16", "bf16", "fp32", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="dtype of the pipeline; auto = fp16 on CUDA, fp32 on CPU")
+    channels_last: Bool = Field(True, description="UNet in channels-last memory layout")
+    compile: Bool = Field(False, description="torch.compile the UNet (pays off on GPU for thousands of images)")
+    max_reseeds: Count = Field(3, description="NaN or black renders drawn again from a derived seed, at most this "
+                                              "often; one still bad stays black and fails the synthetic gate")
+    processes: PosInt = Field(1, description="> 1: the stage runs under `accelerate launch` (one per GPU, or CPU "
+                                             "processes); every image is the same for any number")
+
+    @model_validator(mode="after")
+    def _steps(self):
+        if self.steps_min > self.steps_max:
+            raise ValueError(f"steps_min: larger than steps_max ({self.steps_min} > {self.steps_max})")
+        if self.n_per_class == 0 and is_lora_source(self.source):
+            raise ValueError(f"n_per_class: 0 imports every image of a released set, but generate.source is "
+                             f"{LORA_SOURCE} (the LoRAs make a number of images: give one > 0)")
+        return self
