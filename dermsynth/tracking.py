@@ -166,6 +166,14 @@ def _log_training(mlflow, model_dir: Path) -> None:
     mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and k != "best_epoch"})
 
 
+def _log_results(run_id: str, metrics: dict[str, float], artifacts: list[Path]) -> None:
+    """Test metrics and artefacts into an existing run (again on every call: the values are the same)."""
+    with start_run("", {}, run_id=run_id) as (mlflow, _):
+        mlflow.log_metrics(metrics)
+        for a in artifacts:
+            mlflow.log_artifact(str(a))
+
+
 def complete_run(model_dir: str | Path, metrics: dict[str, float], artifacts: list[Path]) -> tuple[str, bool]:
     """Make the store hold this classifier's run whole: its test metrics and artefacts logged into the run
     that trained it, or, where none did here, into a run made from the DVC outputs (params, curves,
@@ -180,16 +188,13 @@ def complete_run(model_dir: str | Path, metrics: dict[str, float], artifacts: li
             mlflow.set_tags({MODEL_TAG: model_digest(model_dir), CONDITION_TAG: condition_key(model_dir),
                              "dermsynth.logged_from": "dvc outputs"})
             run_id = active.info.run_id
-    with start_run("", {}, run_id=run_id) as (mlflow, _):
-        mlflow.log_metrics(metrics)
-        for a in artifacts:
-            mlflow.log_artifact(str(a))
+    _log_results(run_id, metrics, artifacts)
     return run_id, made
 
 
 # the members' run params that place an ensemble's run in a study as they place a model's (dermsynth.study_stats)
 ENSEMBLE_CONDITION = ("ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "pool", "filter_policy",
-                      "keep_fraction")
+                      "keep_fraction", "schedule")
 
 
 def ensemble_run(name: str, member_dirs: dict[str, Path], method: str, metrics: dict[str, float],
@@ -217,10 +222,7 @@ def ensemble_run(name: str, member_dirs: dict[str, Path], method: str, metrics: 
         with start_run(run_name, params) as (mlflow, active):
             mlflow.set_tags({CONDITION_TAG: condition, "dermsynth.ensemble": name})
             run_id = active.info.run_id
-    with start_run("", {}, run_id=run_id) as (mlflow, _):
-        mlflow.log_metrics(metrics)
-        for a in artifacts:
-            mlflow.log_artifact(str(a))
+    _log_results(run_id, metrics, artifacts)
     return run_id, made
 
 

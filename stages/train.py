@@ -16,6 +16,7 @@ from dermsynth.classify.mixing import HELD_OUT, MixConfig, mix
 from dermsynth.classify.models import model_slug
 from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
+from dermsynth.errors import UserError
 from dermsynth.files import write_json
 from dermsynth.filter import kept_images
 from dermsynth.params import check_model_names
@@ -38,7 +39,10 @@ def run(params: dict) -> None:
     name = ap.parse_args().model
     check_model_names(params)  # before the training set is written or an MLflow run opened
     # the settings train_config@<model> resolved (and that this stage depends on): one source, read back
-    settings = json.loads((Path(params["paths"]["reports"]) / "train_config" / f"{model_slug(name)}.json").read_text())
+    resolved = Path(params["paths"]["reports"]) / "train_config" / f"{model_slug(name)}.json"
+    if not resolved.is_file():
+        raise UserError(f"{resolved}: missing: this model's settings are resolved by `dvc repro train_config@{name}`")
+    settings = json.loads(resolved.read_text())
     processes = settings["processes"]
     if processes > 1 and not under_launcher():
         return relaunch("stages.train", processes, "train.processes")

@@ -158,7 +158,7 @@ def test_check_says_what_each_external_set_holds_and_what_is_wrong(ddi_raw, tmp_
 def test_a_reported_skin_type_is_a_subgroup_attribute_wherever_a_test_set_has_one():
     """The prepared set's ISIC Archive rows carry fitzpatrick_skin_type like an external set's rows do: evaluate
     measures subgroups by it when any image of the set reports one, and never by an empty column."""
-    from stages.evaluate import _reported
+    from dermsynth.classify.subgroups import _reported
 
     m = pd.DataFrame({"image_id": ["a", "b"], "fitzpatrick_skin_type": ["", "III"], "skin_tone_class": ["", ""]})
     assert _reported(m) == ("fitzpatrick_skin_type",)

@@ -134,6 +134,7 @@ def test_train_stage_with_two_processes_logs_one_mlflow_run(prepared_session, tm
     (tmp_path / "data/prepared").mkdir(parents=True)
     (tmp_path / "data/prepared/images").symlink_to(root / "data/prepared/images")
     m.to_csv(tmp_path / "data/prepared/manifest.csv", index=False)
+    (tmp_path / "data/prepared/config.json").write_text('{"size": 32}')  # as preprocess records it
     (tmp_path / "data/synthetic").mkdir(parents=True)  # stand-ins: real files under synthetic ids
     for d in ("data/prepared", "data/synthetic"):  # made by "the pipeline": the schema lets stages replace them
         mark_output_dir(tmp_path / d)
@@ -147,9 +148,11 @@ def test_train_stage_with_two_processes_logs_one_mlflow_run(prepared_session, tm
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PYTHONPATH=str(ROOT), DVC_ROOT=str(tmp_path))
     env.pop("MLFLOW_TRACKING_URI", None)
-    p = subprocess.run([sys.executable, "-m", "stages.train", "--model", "vit_tiny_patch16_224"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    # as DVC runs them: train_config@ resolves the model's settings, train@ reads them
+    for stage in ("stages.train_config", "stages.train"):
+        p = subprocess.run([sys.executable, "-m", stage, "--model", "vit_tiny_patch16_224"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     assert p.stdout.count("training set (ratio=0.5") == 1 and p.stdout.count("best val AUROC") == 1
     assert "DDP over 2 processes (cpu), global batch 8" in p.stdout
     out = tmp_path / "models/classifiers/vit_tiny_patch16_224"

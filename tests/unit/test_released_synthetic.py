@@ -275,7 +275,8 @@ def test_the_stages_import_and_gate_a_released_set(repo):
              "path": str(_image(repo / f"data/prepared/images/r{i}.png", 300 + i, SIZE, SIZE).relative_to(repo))}
             for i in range(12)]
     pd.DataFrame(real).to_csv(repo / "data/prepared/manifest.csv", index=False)
-    mark_output_dir(repo / "data/prepared")  # as preprocess leaves it
+    mark_output_dir(repo / "data/prepared")  # as preprocess leaves it, with its recorded size
+    (repo / "data/prepared/config.json").write_text(json.dumps({"size": SIZE}))
     params = validate({"prepare": {"size": SIZE}, "generate": {"source": "data/external/derm-t2im", "n_per_class": 0,
                                                                "threads": 1}}, root=repo)
     stages.generate.run(params)
