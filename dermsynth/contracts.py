@@ -41,6 +41,9 @@ SKIN_TONE_COLUMNS = ["image_id", "origin", "label", "ita", "skin_tone"]
 # release does not say empty (sampler, steps, cfg, seed, lora, base_model, device, dtype; prompt too without a CSV)
 METADATA_COLUMNS = ["image_id", "label", "prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora",
                     "base_model", "path", "device", "dtype", "source", "source_file", "sha256"]
+# then, only where generate.attributes asked for traits, each image's asked-for value (dermsynth.traits),
+# in this order
+REQUESTED_COLUMNS = ["requested_site", "requested_skin_tone"]
 # the columns an imported image may leave empty (and a generated one fills, but for negative_prompt and source_file)
 METADATA_UNKNOWN_WHEN_IMPORTED = ["prompt", "negative_prompt", "sampler", "steps", "cfg", "seed", "lora", "base_model",
                                   "device", "dtype"]

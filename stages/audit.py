@@ -11,6 +11,7 @@ from dermsynth.errors import UserError
 from dermsynth.files import write_json
 from dermsynth.plotting import save_figure
 from dermsynth.timings import write_timings
+from dermsynth.traits import adherence_report
 from stages._common import main
 
 
@@ -31,6 +32,8 @@ def run(params: dict) -> None:
         tones.to_csv(out / "skin_tone.csv", index=False)
         skin_tone.histogram(tones, out / "ita_histogram.png")
         write_json((out / "skin_tone.json"), skin_tone.distances(tones))
+        # the traits the prompts asked for (generate.attributes) against what the images show
+        write_json((out / "adherence.json"), adherence_report(synthetic, tones))
     write_timings("audit", result["timer"].times, paths["reports"])
     s = result["summary"]
     print(f"audit: {s['near_copies']} near-copies of {s['synthetic_images']} ({s['near_copy_rate']:.2%}); "

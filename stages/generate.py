@@ -3,6 +3,7 @@
 generate.source `models/lora` samples the LoRAs this pipeline trains; any other value names a released
 synthetic set, imported instead (dermsynth.diffusion.released, docs/released_synthetic.md)."""
 import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,12 @@ from dermsynth.diffusion.preview import real_vs_synthetic
 from dermsynth.files import write_json
 from dermsynth.synthetic_source import LORA_SOURCE, is_lora_source
 from dermsynth.timings import write_timings
+from dermsynth.traits import request
 from stages._common import main, relaunch, under_launcher
+
+
+# generate.* keys this stage reads itself: which LoRAs (source), how many processes, which traits to ask for
+STAGE_KEYS = ("source", "processes", "attributes")
 
 
 def _generate(params: dict, out: Path, rep: Path) -> dict | None:
@@ -26,15 +32,24 @@ def _generate(params: dict, out: Path, rep: Path) -> dict | None:
     if processes > 1 and not under_launcher():
         relaunch("stages.generate", processes, "generate.processes")
         return None
-    # source (models/lora) says which LoRAs, not how to sample them
-    cfg = from_block(GenerateConfig, params["generate"], skip=("source", "processes"), seed=params["data_seed"])
+    # source (models/lora) says which LoRAs, and attributes which traits the prompts ask for, not how to sample
+    cfg = from_block(GenerateConfig, params["generate"], skip=STAGE_KEYS, seed=params["data_seed"])
     loras = {label: f"{LORA_SOURCE}/{label}" for label in cfg.classes}
+    requested = None
+    if params["generate"]["attributes"]:  # each image's traits, in the mix asked for (dermsynth.traits)
+        m = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
+        requested = request(params["generate"]["attributes"], m[m.split == "train"], cfg.classes, cfg.n_per_class,
+                            params["data_seed"])
     state = PartialState(cpu=not torch.cuda.is_available()) if under_launcher() else None
-    summary = generate(cfg, "models/base", loras, out, Path(params["paths"]["work"]), state=state)
+    summary = generate(cfg, "models/base", loras, out, Path(params["paths"]["work"]), state=state, requested=requested)
     if state is not None and not state.is_main_process:
         return None
-    save_resolved(cfg, out / "config.json")
+    asked = {"attributes": params["generate"]["attributes"]} if requested else {}
+    save_resolved(vars(cfg) | asked, out / "config.json")
     pd.DataFrame(columns=QUARANTINE_COLUMNS).to_csv(rep / "quarantine.csv", index=False)  # nothing read from outside
+    if requested:  # how many images of each class ask for each value
+        summary["requested"] = {label: {t: dict(sorted(Counter(v).items())) for t, v in per.items()}
+                                for label, per in requested.items()}
     return {"mode": "generate", "source": LORA_SOURCE, **summary}
 
 

@@ -9,8 +9,9 @@ import logging
 from pathlib import Path
 
 from dermsynth.config import configure_environment, load_params
-from dermsynth.errors import UserError
+from dermsynth.errors import UserError, UserValueError
 from dermsynth.params import ParamsError, check_model_names, unused_overrides
+from dermsynth.traits import check_attributes
 from stages._common import fail
 
 OUT = Path("reports/params_check.txt")
@@ -24,7 +25,8 @@ def main() -> None:
     try:
         params = load_params()
         check_model_names(params)
-    except ParamsError as e:
+        check_attributes(params["generate"]["attributes"])  # the traits' vocabularies live beside the data
+    except (ParamsError, UserValueError) as e:
         fail(UserError(f"{e}\n{HINT}"))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("params.yaml passed the schema of dermsynth/params\n")

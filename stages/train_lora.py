@@ -16,7 +16,11 @@ from dermsynth.diffusion.preview import lora_samples_grid
 from dermsynth.files import write_json
 from dermsynth.parallel import torch_threads
 from dermsynth.timings import write_timings
+from dermsynth.traits import caption
 from stages._common import main
+
+# lora.* keys this stage reads itself: how it runs (threads) and which images and captions it hands over
+STAGE_KEYS = ("threads", "max_images_per_class", "caption", "caption_template")
 
 
 def run(params: dict) -> None:
@@ -27,16 +31,23 @@ def run(params: dict) -> None:
     if threads and not torch.cuda.is_available():
         torch.set_num_threads(torch_threads(threads))
     # which images is the stage's choice (max_images_per_class), how to learn them the library's
-    cfg = from_block(LoraTrainConfig, params["lora"], skip=("threads", "max_images_per_class"), seed=params["data_seed"])
+    cfg = from_block(LoraTrainConfig, params["lora"], skip=STAGE_KEYS, seed=params["data_seed"])
     m = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
     cap = params["lora"]["max_images_per_class"]
     paths = instance_images(m, label, cap, params["data_seed"])
+    captions = None
+    if params["lora"]["caption"] == "attributes":  # each image's traits in its caption (dermsynth.traits)
+        rows = m.set_index("path").loc[paths]
+        captions = [caption(params["lora"]["caption_template"], label, r) for _, r in rows.iterrows()]
+        print(f"{label}: {len(set(captions))} distinct captions, e.g. {captions[0]!r}")
     out = Path("models/lora") / label
-    res = train_lora("models/base", paths, label, out, Path(params["paths"]["work"]) / "lora", cfg)
+    res = train_lora("models/base", paths, label, out, Path(params["paths"]["work"]) / "lora", cfg, captions=captions)
     if not res.is_main:  # `accelerate launch`: the main process alone writes the outputs and draws samples
         return
     save_resolved({**vars(cfg), "label": label, "instance_images": len(paths)}
-                  | ({"max_images_per_class": cap} if cap else {}), out / "dermsynth_config.json")
+                  | ({"max_images_per_class": cap} if cap else {})
+                  | ({"caption_template": params["lora"]["caption_template"], "captions": len(set(captions))}
+                     if captions else {}), out / "dermsynth_config.json")
     rep = Path(params["paths"]["reports"]) / "lora" / label
     rep.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}).to_csv(rep / "loss.csv", index=False)

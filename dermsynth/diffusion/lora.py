@@ -28,6 +28,7 @@ from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.data import batch_indices, step_generator
 from dermsynth.diffusion.latents import LatentCache, cache_key, encode_latents
 from dermsynth.diffusion.lora_files import checkpoints, export_lora, load_checkpoint, save_checkpoint
+from dermsynth.diffusion.lora_prompts import instance_prompts
 from dermsynth.diffusion.pretrain import encode_prompts
 from dermsynth.diffusion.tiny import training_scheduler
 from dermsynth.files import dir_fingerprint, fingerprint
@@ -186,6 +187,17 @@ def _latents(models: _Models, instance_paths: list[str], repo_root: Path, cfg: L
     return inst, cls
 
 
+def _work_dir(work_root: Path, label: str, cfg: LoraTrainConfig, base_dir: Path, instance_paths: list[str],
+              captions: list[str] | None) -> Path:
+    """The run's resumable folder, named by what makes it; captions join the name only when given, so a
+    fixed-caption run keeps the folder (and checkpoints) it always had."""
+    if captions is not None and len(captions) != len(instance_paths):
+        raise ValueError(f"{len(captions)} captions for {len(instance_paths)} instance images")
+    key = fingerprint(asdict(cfg), dir_fingerprint(base_dir), sorted(instance_paths),
+                      *([sorted(zip(instance_paths, captions))] if captions is not None else []))
+    return work_root / f"{label}-{key}"
+
+
 def train_lora(
     base_dir: str | Path,
     instance_paths: list[str],
@@ -195,15 +207,18 @@ def train_lora(
     cfg: LoraTrainConfig,
     repo_root: str | Path = ".",
     stop_after: int | None = None,
+    captions: list[str] | None = None,
 ) -> LoraResult:
     """Train one class's LoRA; resumes from the newest checkpoint of the same configuration.
 
-    `stop_after` ends the run early after that many steps (tests use it to simulate a crash).
+    `captions`, one per instance image: each image's own caption (`lora.caption: attributes`,
+    dermsynth.traits.caption) instead of `cfg.instance_prompt` for all. `stop_after` ends the run early
+    after that many steps (tests use it to simulate a crash).
     """
     # cpu=True without CUDA: under `accelerate launch` the processes then join over gloo
     accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available(),
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
-    work = Path(work_root) / f"{label}-{fingerprint(asdict(cfg), dir_fingerprint(Path(base_dir)), sorted(instance_paths))}"
+    work = _work_dir(Path(work_root), label, cfg, Path(base_dir), instance_paths, captions)
     work.mkdir(parents=True, exist_ok=True)
     models = _load_models(base_dir, cfg, accelerator)
     # the main process fills the shared caches; the others then open them (never two writers in one .tmp)
@@ -228,7 +243,7 @@ def train_lora(
         log.info("resuming %s LoRA from %s (step %d of %d)", label, ckpts[-1], start, total)
     end = total if stop_after is None else min(total, start + stop_after)
     losses = _train_steps(models, inst, cls, cfg, accelerator, optimizer, lr_sched, range(start, end), total, losses,
-                          work, label)
+                          work, label, captions)
     accelerator.wait_for_everyone()
     result = LoraResult(Path(out_dir), end, losses, resumed_from=start, is_main=accelerator.is_main_process)
     if end < total:
@@ -245,18 +260,19 @@ def train_lora(
 
 def _train_steps(models: _Models, inst: LatentCache, cls: LatentCache | None, cfg: LoraTrainConfig,
                  accelerator: Accelerator, optimizer, lr_sched, steps: range, total: int, losses: list[float],
-                 work: Path, label: str) -> list[float]:
+                 work: Path, label: str, captions: list[str] | None = None) -> list[float]:
     """The optimisation steps in `steps`, checkpointing every `cfg.checkpoint_every`."""
     pipe, unet, te_train, dtype = models.pipe, models.unet, models.text_encoder, models.weight_dtype
     device = accelerator.device
     noise_sched = training_scheduler(pipe)
     scale = pipe.vae.config.scaling_factor
-    instance_prompt = cfg.instance_prompt.format(label=label)
+    prompts = instance_prompts(cfg.instance_prompt.format(label=label), cfg.class_prompt, captions)
+    cond = None
     if te_train is None:
         with torch.no_grad():
-            cond = encode_prompts(pipe, [instance_prompt, cfg.class_prompt]).to(dtype)
-    ids = pipe.tokenizer([instance_prompt, cfg.class_prompt], padding="max_length",
-                         max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids.to(device)
+            cond = encode_prompts(pipe, prompts.texts).to(dtype)
+    ids = pipe.tokenizer(prompts.texts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids.to(device)
     pbar = tqdm(steps, initial=steps.start, total=total, desc=f"LoRA {label}", mininterval=2.0,
                 disable=not accelerator.is_local_main_process)
     unet.train()
@@ -275,11 +291,7 @@ def _train_steps(models: _Models, inst: LatentCache, cls: LatentCache | None, cf
             noise = torch.randn(z0.shape, generator=g).to(device, z0.dtype)
             t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=g).to(device)
             noisy = noise_sched.add_noise(z0, noise, t)
-            if te_train is not None:
-                which = torch.tensor([0] * n_inst + [1] * (len(z0) - n_inst), device=device)
-                ctx = te_train(ids[which])[0].to(dtype)
-            else:
-                ctx = torch.cat([cond[0:1].expand(n_inst, -1, -1), cond[1:2].expand(len(z0) - n_inst, -1, -1)])
+            ctx = prompts.context(idx, len(z0) - n_inst, cond, te_train, ids, dtype)
             with accelerator.accumulate(unet):
                 pred = unet(noisy, t, ctx).sample
                 target = noise if noise_sched.config.prediction_type == "epsilon" else noise_sched.get_velocity(z0, noise, t)

@@ -20,8 +20,8 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path, PurePosixPath
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,36 +30,15 @@ from diffusers import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, P
 from PIL import Image
 from tqdm.auto import tqdm
 
-from dermsynth.contracts import METADATA_COLUMNS, RESEED_COLUMNS
+from dermsynth.contracts import METADATA_COLUMNS, REQUESTED_COLUMNS, RESEED_COLUMNS
 from dermsynth.diffusion.base import load_pipeline
+from dermsynth.diffusion.plan import GenerateConfig, device_and_dtype, pipeline_dtype, plan
 from dermsynth.errors import UserValueError
 from dermsynth.files import dir_fingerprint, fingerprint
 from dermsynth.parallel import torch_threads
-from dermsynth.params import Generate, defaults_from
 from dermsynth.paths import replace_output_dir
-from dermsynth.precision import resolve
 
 SAMPLERS = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler, "plms": PNDMScheduler}
-
-
-@dataclass(frozen=True)
-@defaults_from(Generate)
-class GenerateConfig:
-    n_per_class: int
-    classes: tuple[str, ...]
-    samplers: tuple[str, ...]
-    steps_min: int
-    steps_max: int
-    guidance_scale: float
-    prompt: str
-    negative_prompt: str
-    batch_size: int
-    threads: int
-    dtype: str
-    channels_last: bool
-    compile: bool
-    max_reseeds: int
-    seed: int = 0
 
 
 def make_scheduler(name: str, base_config: dict):
@@ -70,49 +49,9 @@ def make_scheduler(name: str, base_config: dict):
     return SAMPLERS[name].from_config(base_config, **extra)
 
 
-def image_seed(seed: int, class_index: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, class_index, index]).generate_state(1)[0])
-
-
 def reseed(seed: int, attempt: int) -> int:
     """The seed of the `attempt`-th retry of an image (a pure function: resumes make the same retries)."""
     return int(np.random.SeedSequence([seed, 0x5EED, attempt]).generate_state(1)[0])
-
-
-def device_and_dtype(cfg: GenerateConfig) -> tuple[str, torch.dtype]:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return device, _dtype(cfg.dtype)
-
-
-def plan(cfg: GenerateConfig, base_model: str, lora_dirs: dict[str, str], out_dir: str) -> pd.DataFrame:
-    """Every image to make, with everything needed to make it again (metadata contract: docs/contracts.md)."""
-    device, dtype = device_and_dtype(cfg)
-    rows = []
-    for ci, label in enumerate(cfg.classes):
-        for i in range(cfg.n_per_class):
-            rng = np.random.default_rng([cfg.seed, ci, i, 1])
-            image_id = f"syn_{label}_{i:05d}"
-            rows.append({
-                "image_id": image_id, "label": label, "prompt": cfg.prompt.format(label=label),
-                "negative_prompt": cfg.negative_prompt, "sampler": cfg.samplers[i % len(cfg.samplers)],
-                "steps": int(rng.integers(cfg.steps_min, cfg.steps_max + 1)), "cfg": cfg.guidance_scale,
-                "seed": image_seed(cfg.seed, ci, i), "lora": lora_dirs[label], "base_model": base_model,
-                "path": f"{out_dir}/images/{label}/{image_id}.png", "device": device, "dtype": str(dtype).split(".")[-1],
-                # where it came from (an imported set says its release here): the LoRAs' folder; the PNG's
-                # sha256 is known once it is written (_publish)
-                "source": PurePosixPath(lora_dirs[label]).parent.as_posix(), "source_file": "", "sha256": "",
-            })
-    df = pd.DataFrame(rows, columns=METADATA_COLUMNS)
-    # Fixed chunks: same (class, sampler, steps), in index order, cut every batch_size images.
-    df["_order"] = range(len(df))
-    df = df.sort_values(["label", "sampler", "steps", "_order"], kind="stable")
-    df["chunk"] = (df.groupby(["label", "sampler", "steps"]).cumcount() // cfg.batch_size).astype(str)
-    df["chunk"] = df["label"] + "/" + df["sampler"] + "/" + df["steps"].astype(str) + "/" + df["chunk"]
-    return df.sort_values("_order").drop(columns="_order").reset_index(drop=True)
-
-
-def _dtype(name: str) -> torch.dtype:
-    return resolve(name, "diffusion", torch.cuda.is_available(), "generate.dtype")
 
 
 def prepare_pipeline(base_dir: str | Path, lora_dir: str | Path | None, cfg: GenerateConfig,
@@ -223,8 +162,9 @@ def _render_missing(df: pd.DataFrame, ours: pd.DataFrame, cfg: GenerateConfig, b
 
 def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_dir: str | Path,
              work_root: str | Path, repo_root: str | Path = ".", stop_after_chunks: int | None = None,
-             state=None) -> dict:
+             state=None, requested: dict[str, dict[str, list[str]]] | None = None) -> dict:
     """Make (or finish making) the synthetic set; returns a summary with the measured images/s.
+    `requested`: the traits each image asks for (plan).
 
     `state`: an accelerate PartialState under `accelerate launch`. Each process renders every
     num_processes-th chunk of the fixed chunk plan on its own device (per-image seeds, so the bytes
@@ -233,9 +173,11 @@ def generate(cfg: GenerateConfig, base_dir: str, lora_dirs: dict[str, str], out_
     rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
     main = rank == 0
     rel_out = os.path.relpath(out_dir.resolve(), repo_root.resolve())
-    df = plan(cfg, base_dir, lora_dirs, rel_out)
+    df = plan(cfg, base_dir, lora_dirs, rel_out, requested)
+    # the asked-for traits join the work folder's name only when there are any (a plain run keeps its folder)
     key = fingerprint(asdict(cfg), dir_fingerprint(repo_root / base_dir),
-                      {k: dir_fingerprint(repo_root / v) for k, v in lora_dirs.items()}, str(torch.__version__))
+                      {k: dir_fingerprint(repo_root / v) for k, v in lora_dirs.items()}, str(torch.__version__),
+                      *([requested] if requested else []))
     work = Path(work_root) / f"generate-{key}"
     df["work_path"] = [str(work / "images" / lab / f"{iid}.png") for lab, iid in zip(df.label, df.image_id)]
     for label in cfg.classes:
@@ -277,7 +219,7 @@ def _publish(df: pd.DataFrame, work: Path, out_dir: Path, repo_root: Path,
     retries = pd.DataFrame([r for c in df.chunk.unique() for r in json.loads(_chunk_record(work, c).read_text())],
                            columns=RESEED_COLUMNS)
     df = df.assign(seed=df["image_id"].map(dict(zip(retries.image_id, retries.seed))).fillna(df["seed"]).astype("int64"))
-    df[METADATA_COLUMNS].to_csv(out_dir / "metadata.csv", index=False)
+    df[METADATA_COLUMNS + [c for c in REQUESTED_COLUMNS if c in df]].to_csv(out_dir / "metadata.csv", index=False)
     retries.to_csv(out_dir / "reseeds.csv", index=False)
     return df, retries
 
@@ -303,7 +245,7 @@ def regenerate(row: dict | pd.Series, repo_root: str | Path = ".", threads: int 
         torch.set_num_threads(torch_threads(threads))
     pipe = StableDiffusionPipeline.from_pretrained(repo_root / row["base_model"], safety_checker=None,
                                                    requires_safety_checker=False, local_files_only=True,
-                                                   dtype=_dtype(str(row.get("dtype") or "float32")))
+                                                   dtype=pipeline_dtype(str(row.get("dtype") or "float32")))
     pipe.load_lora_weights(str(repo_root / row["lora"]))
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)

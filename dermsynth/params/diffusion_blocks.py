@@ -2,6 +2,7 @@
 the synthetic set (generate)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -60,6 +61,13 @@ class Lora(Block):
                                              "is DreamBooth's rare token")
     class_prompt: Str = Field("a dermoscopic image of a skin lesion",
                               description="prompt of the prior-preservation images (prior_preservation)")
+    caption: Literal["fixed", "attributes"] = Field(
+        "fixed", description="fixed: instance_prompt for every training image | attributes: each image's own "
+                             "caption from caption_template and its manifest row (harmonised site, ITA skin-tone "
+                             "band), so that generation can ask for a site or a skin tone")
+    caption_template: Str = Field("a dermoscopic image of sks {label} lesion, {site}, {skin_tone} skin",
+                                  description="caption: attributes: {label}, {site}, {skin_tone}; a comma-separated "
+                                              "clause whose trait is unknown is left out")
     prior_preservation: Bool = Field(False, description="DreamBooth's prior-preservation loss on images the base "
                                                         "model renders from class_prompt")
     prior_loss_weight: NonNeg = Field(1.0, description="weight of the prior-preservation loss")
@@ -101,6 +109,12 @@ class Lora(Block):
                                                     "(reports/lora/<class>/samples.png)")
     threads: Count = Field(2, description="CPU threads for torch on CPU")
 
+    @model_validator(mode="after")
+    def _template(self):
+        if unknown := sorted(set(re.findall(r"\{(\w*)\}", self.caption_template)) - {"label", "site", "skin_tone"}):
+            raise ValueError(f"caption_template: {unknown} are not traits a caption can carry (label, site, skin_tone)")
+        return self
+
 
 class Generate(Block):
     source: Str = Field(
@@ -126,6 +140,11 @@ class Generate(Block):
     prompt: Str = Field("a dermoscopic image of sks {label} lesion",
                         description="prompt of every image; {label} becomes the class (the default is "
                                     "lora.instance_prompt's)")
+    attributes: dict[Literal["skin_tone", "site"], Literal["match_real", "uniform"] | dict[Str, NonNeg]] = Field(
+        default_factory=dict,
+        description="traits the images ask for in their prompts (needs lora.caption: attributes and {skin_tone} / "
+                    "{site} in prompt): per trait match_real (the class's real training mix), uniform, or "
+                    "{value: share}; each image's asked-for value in metadata.csv's requested_<trait>; {} = none")
     negative_prompt: Str = Field(
         "", description="negative prompt of the guidance; \"\" = the empty prompt (the tiny model never learnt the "
                         "paper's words; paper: \"blurry, lowres, low quality, cartoon, drawing, text, watermark\")")
@@ -146,6 +165,10 @@ class Generate(Block):
     def _steps(self):
         if self.steps_min > self.steps_max:
             raise ValueError(f"steps_min: larger than steps_max ({self.steps_min} > {self.steps_max})")
+        if missing := [t for t in self.attributes if "{" + t + "}" not in self.prompt]:
+            raise ValueError(f"attributes: {missing} asked for, but prompt has no {{{missing[0]}}} to put them in "
+                             f"({self.prompt!r}); e.g. \"a dermoscopic image of sks {{label}} lesion, {{site}}, "
+                             "{skin_tone} skin\"")
         if self.n_per_class == 0 and is_lora_source(self.source):
             raise ValueError(f"n_per_class: 0 imports every image of a released set, but generate.source is "
                              f"{LORA_SOURCE} (the LoRAs make a number of images: give one > 0)")

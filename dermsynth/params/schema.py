@@ -40,6 +40,16 @@ class Params(Block):
                                                              "draw from them (dermsynth/filter.py)")
 
     @model_validator(mode="after")
+    def _attributes(self):
+        if self.generate.attributes and not is_lora_source(self.generate.source):
+            raise ValueError(f"generate.attributes: traits are asked of the LoRAs, but generate.source imports "
+                             f"{self.generate.source!r}; drop them (-S 'generate.attributes={{}}')")
+        if self.generate.attributes and self.lora.caption != "attributes":
+            raise ValueError("generate.attributes: the LoRAs never saw the traits' words (lora.caption is fixed); "
+                             "set lora.caption: attributes so they learn them from each image's caption")
+        return self
+
+    @model_validator(mode="after")
     def _ensemble_members(self):
         for name, members in self.evaluate.ensembles.items():
             if missing := [m for m in members if m not in self.train.models]:

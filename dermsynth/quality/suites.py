@@ -9,13 +9,15 @@ import great_expectations.expectations as gxe
 import pandas as pd
 from PIL import Image
 
-from dermsynth.contracts import (ATTRIBUTES, METADATA_COLUMNS, METADATA_UNKNOWN_WHEN_IMPORTED, RESEED_COLUMNS,
-                                 SYNTHETIC_IMAGE_COLUMNS)
+from dermsynth.contracts import (ATTRIBUTES, METADATA_COLUMNS, METADATA_UNKNOWN_WHEN_IMPORTED, REQUESTED_COLUMNS,
+                                 RESEED_COLUMNS, SYNTHETIC_IMAGE_COLUMNS)
 from dermsynth.data.records import LABELS
 from dermsynth.data.subgroups import AGE_BANDS, SITES, SKIN_TONES, UNKNOWN
 from dermsynth.parallel import pmap
 from dermsynth.params import Quality, defaults_from
 from dermsynth.quality.gate import Table
+
+TRAIT_VALUES = {"requested_site": SITES, "requested_skin_tone": SKIN_TONES}  # what a synthetic image may ask for
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,30 @@ def synthetic_images(metadata: pd.DataFrame, repo_root: Path, workers: int = 0) 
     return out[SYNTHETIC_IMAGE_COLUMNS]
 
 
+def _count_checks(metadata: pd.DataFrame, n_per_class: int, classes: list[str],
+                  imported: dict | None) -> tuple[pd.DataFrame, list]:
+    """Images per class against what was asked: n_per_class each, exactly balanced; or, for a released set
+    imported whole (n_per_class 0), every usable image it had, in its own class mix."""
+    counts = metadata.groupby("label").size().reindex(classes, fill_value=0).rename("n").reset_index()
+    counts["fraction"] = counts["n"] / max(len(metadata), 1)
+    expected_fraction = 1.0 / len(classes)
+    if imported and n_per_class == 0:
+        usable = imported.get("usable") or {}
+        counts["expected"] = [int(usable.get(c, -1)) for c in counts["label"]]
+        count_checks = [gxe.ExpectColumnPairValuesToBeEqual(
+            column_A="n", column_B="expected",
+            meta=_why("generate.n_per_class 0: every usable image of the released set, each class"))]
+    else:
+        counts["expected"] = n_per_class
+        count_checks = [
+            gxe.ExpectColumnValuesToBeBetween(column="n", min_value=n_per_class, max_value=n_per_class,
+                                              meta=_why("generate.n_per_class images of each class")),
+            gxe.ExpectColumnValuesToBeBetween(column="fraction", min_value=expected_fraction, max_value=expected_fraction,
+                                              meta=_why("exactly balanced classes")),
+        ]
+    return counts, count_checks
+
+
 def synthetic_suite(metadata: pd.DataFrame, images: pd.DataFrame, n_per_class: int, classes: list[str], size: int,
                     cfg: QualityConfig = QualityConfig(), reseeds: pd.DataFrame | None = None,
                     imported: dict | None = None) -> list[Table]:
@@ -200,26 +226,14 @@ def synthetic_suite(metadata: pd.DataFrame, images: pd.DataFrame, n_per_class: i
     meta = metadata.replace({"": None}) if len(metadata) else metadata
     optional = {"negative_prompt", "source_file"} | (set(METADATA_UNKNOWN_WHEN_IMPORTED) if imported else set())
 
-    counts = metadata.groupby("label").size().reindex(classes, fill_value=0).rename("n").reset_index()
-    counts["fraction"] = counts["n"] / max(len(metadata), 1)
-    expected_fraction = 1.0 / len(classes)
-    if imported and n_per_class == 0:
-        usable = imported.get("usable") or {}
-        counts["expected"] = [int(usable.get(c, -1)) for c in counts["label"]]
-        count_checks = [gxe.ExpectColumnPairValuesToBeEqual(
-            column_A="n", column_B="expected",
-            meta=_why("generate.n_per_class 0: every usable image of the released set, each class"))]
-    else:
-        counts["expected"] = n_per_class
-        count_checks = [
-            gxe.ExpectColumnValuesToBeBetween(column="n", min_value=n_per_class, max_value=n_per_class,
-                                              meta=_why("generate.n_per_class images of each class")),
-            gxe.ExpectColumnValuesToBeBetween(column="fraction", min_value=expected_fraction, max_value=expected_fraction,
-                                              meta=_why("exactly balanced classes")),
-        ]
+    counts, count_checks = _count_checks(metadata, n_per_class, classes, imported)
+    asked = [c for c in REQUESTED_COLUMNS if c in meta]  # the traits generate.attributes asked for, if any
     return [
         Table("metadata", meta, [
-            gxe.ExpectTableColumnsToMatchOrderedList(column_list=METADATA_COLUMNS, meta=_why("metadata contract (docs/contracts.md)")),
+            gxe.ExpectTableColumnsToMatchOrderedList(column_list=METADATA_COLUMNS + asked,
+                                                     meta=_why("metadata contract (docs/contracts.md)")),
+            *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=list(TRAIT_VALUES[c]), meta=_why("a known trait"))
+              for c in asked],
             gxe.ExpectColumnValuesToBeUnique(column="image_id"),
             gxe.ExpectColumnValuesToBeUnique(column="path"),
             *([] if imported else [gxe.ExpectColumnValuesToBeUnique(column="seed", meta=_why("one recorded seed per image"))]),

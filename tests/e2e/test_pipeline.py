@@ -277,7 +277,9 @@ def test_an_ensemble_is_evaluated_like_a_model(clone, repro):
     out = run(["dvc", "exp", "run", "-S", f"+evaluate.ensembles.all=[{','.join(MODELS)}]"], clone,
               timeout=3600).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"params", "ensemble@all", "cards"}, ran  # no classifier trains or is evaluated again
+    # no classifier trains or is evaluated again; audit_dataset re-runs only where an earlier test left other
+    # models' prediction files in reports/predictions (resnet18's)
+    assert {"params", "ensemble@all", "cards"} <= ran <= {"params", "ensemble@all", "cards", "audit_dataset"}, ran
     met = json.loads((clone / "reports/metrics/all.json").read_text())
     assert all(f"{ts}_{k}" in met and f"{ts}_{k}_ci95" in met for ts in ("isic", "ham10000") for k in METRICS)
     assert met["members"] == MODELS and (clone / "reports/ensembles/all/subgroups.csv").is_file()

@@ -50,3 +50,36 @@ def test_text_encoder_rate_apart_and_8bit_fallback(tiny_base, instance_images, t
         assert [r.message for r in caplog.records].count(
             "lora.optimizer adamw_8bit: bitsandbytes' 8-bit optimizers need CUDA; training with plain AdamW") == 1
     assert res.steps == 2 and all(map(lambda v: v == v, res.losses))
+
+
+def test_each_image_is_conditioned_on_its_own_caption():
+    """Cache row k * n + i is flip k of image i: its encoder states are image i's caption's; prior rows the class prompt's."""
+    from dermsynth.diffusion.lora_prompts import instance_prompts
+
+    p = instance_prompts("sks benign", "a lesion", ["b, dark skin", "b, light skin", "b, dark skin"])
+    assert p.texts == ["b, dark skin", "b, light skin", "a lesion"] and p.of_image.tolist() == [0, 1, 0]
+    cond = torch.arange(3.0)[:, None, None].expand(3, 2, 4)  # one recognisable state per text
+    ctx = p.context(torch.tensor([1, 4, 5]), 2, cond, None, torch.zeros(3, 7, dtype=torch.long), torch.float32)
+    assert ctx[:, 0, 0].tolist() == [1.0, 1.0, 0.0, 2.0, 2.0]  # rows 1, 4 (= image 1), 5 (= image 2); then class
+    fixed = instance_prompts("sks benign", "a lesion", None)
+    assert fixed.texts == ["sks benign", "a lesion"]
+    assert fixed.context(torch.tensor([3, 0]), 1, cond[:2], None, None, torch.float32)[:, 0, 0].tolist() == [0, 0, 1]
+
+
+def test_one_caption_for_all_trains_the_fixed_prompts_lora(tiny_base, instance_images, tmp_path):
+    """`lora.caption: attributes` where every image has the same caption is `fixed` with that prompt: the same
+    adapter bytes (the per-image path changes nothing for one prompt); a caption per image trains another."""
+    from safetensors.torch import load_file
+
+    root, paths = instance_images
+    cfg = LoraTrainConfig(max_steps=2, batch_size=2, rank=4, alpha=4, checkpoint_every=2)
+    prompt = cfg.instance_prompt.format(label="malignant")
+    train_lora(tiny_base, paths[:4], "malignant", tmp_path / "fixed", tmp_path / "w", cfg, repo_root=root)
+    train_lora(tiny_base, paths[:4], "malignant", tmp_path / "same", tmp_path / "w", cfg, repo_root=root,
+               captions=[prompt] * 4)
+    train_lora(tiny_base, paths[:4], "malignant", tmp_path / "own", tmp_path / "w", cfg, repo_root=root,
+               captions=[f"{prompt}, {t} skin" for t in ("dark", "light", "dark", "tan")])
+    w = {k: load_file(tmp_path / k / "pytorch_lora_weights.safetensors") for k in ("fixed", "same", "own")}
+    assert all(torch.equal(w["fixed"][n], w["same"][n]) for n in w["fixed"])
+    assert not all(torch.equal(w["fixed"][n], w["own"][n]) for n in w["fixed"])
+    assert len(list((tmp_path / "w").glob("malignant-*"))) == 3  # each its own resumable folder

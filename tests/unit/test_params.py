@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import stages.generate
+import stages.train_lora
 from dermsynth.audit.run import PARAM_KEYS, AuditConfig
 from dermsynth.classify.mixing import MixConfig
 from dermsynth.classify.train import TrainConfig
@@ -43,8 +45,8 @@ def test_every_block_builds_its_config():
         from_block(QualityConfig, p["quality"])
         from_block(PretrainConfig, p["base_model"]["pretrain"])
         # the stages' own skips: how a stage runs (threads, processes) and which images (the LoRA's cap, the source)
-        from_block(LoraTrainConfig, p["lora"], skip=("threads", "max_images_per_class"))
-        from_block(GenerateConfig, p["generate"], skip=("processes", "source"))
+        from_block(LoraTrainConfig, p["lora"], skip=stages.train_lora.STAGE_KEYS)
+        from_block(GenerateConfig, p["generate"], skip=stages.generate.STAGE_KEYS)
         t = {k: v for k, v in p["train"].items() if k not in ("models", "mixing", "overrides", "img_size", "real_fraction", "processes")}
         from_block(TrainConfig, t)
         from_block(MixConfig, {**p["train"]["mixing"], "real_fraction": p["train"]["real_fraction"]})
@@ -227,7 +229,7 @@ def test_the_schema_knows_every_source_ingest_reads():
 # each library config and the params blocks it is built from (the first naming a key wins)
 LIBRARY_CONFIGS = {
     "dermsynth.diffusion.lora:LoraTrainConfig": ["lora"],
-    "dermsynth.diffusion.sample:GenerateConfig": ["generate"],
+    "dermsynth.diffusion.plan:GenerateConfig": ["generate"],
     "dermsynth.diffusion.released_listing:ImportConfig": ["generate", "prepare", "ingest"],
     "dermsynth.diffusion.pretrain:PretrainConfig": ["base_model.pretrain"],
     "dermsynth.classify.train:TrainConfig": ["train"],
