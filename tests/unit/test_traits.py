@@ -107,3 +107,46 @@ def test_the_params_stage_refuses_an_unknown_trait_value():
     check_attributes({"skin_tone": "uniform", "site": {"torso": 1}})
     with pytest.raises(UserValueError, match=r"generate.attributes.skin_tone: \['purple'\] not in"):
         check_attributes({"skin_tone": {"purple": 1}})
+
+
+def test_the_stages_caption_the_loras_and_ask_for_the_traits(prepared_session, tiny_base, tmp_path, monkeypatch):
+    """train_lora@ with lora.caption attributes, then generate with generate.attributes, as DVC runs them."""
+    import json
+    import shutil
+    import sys
+
+    import stages.generate
+    import stages.train_lora
+    from dermsynth.params import validate
+    from dermsynth.paths import mark_output_dir
+
+    root, m = prepared_session
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    (tmp_path / "data/prepared").mkdir(parents=True)
+    (tmp_path / "data/prepared/images").symlink_to(root / "data/prepared/images")
+    m.to_csv(tmp_path / "data/prepared/manifest.csv", index=False)
+    (tmp_path / "data/prepared/config.json").write_text('{"size": 32}')
+    mark_output_dir(tmp_path / "data/prepared")
+    shutil.copytree(tiny_base, tmp_path / "models/base")
+    params = validate({"prepare": {"size": 32},
+                       "lora": {"caption": "attributes", "max_steps": 2, "batch_size": 2, "checkpoint_every": 2,
+                                "validation_images": 1, "threads": 1},
+                       "generate": {"n_per_class": 3, "prompt": "a dermoscopic image of sks {label} lesion, {skin_tone} skin",
+                                    "attributes": {"skin_tone": "match_real"}, "steps_min": 3, "steps_max": 3,
+                                    "batch_size": 4, "threads": 1}}, root=tmp_path)
+    for label in ("benign", "malignant"):
+        monkeypatch.setattr(sys, "argv", ["train_lora", "--label", label])
+        stages.train_lora.run(params)
+        rec = json.loads((tmp_path / "models/lora" / label / "dermsynth_config.json").read_text())
+        assert rec["captions"] > 1 and "{skin_tone}" in rec["caption_template"]
+    stages.generate.run(params)
+    meta = pd.read_csv(tmp_path / "data/synthetic/metadata.csv", keep_default_na=False)
+    train = m[m.split == "train"]
+    for label, g in meta.groupby("label"):
+        # match_real: only bands the class's real training images have; the prompt names each image's band
+        assert set(g.requested_skin_tone) <= set(train[train.label == label].skin_tone)
+        assert all(p.endswith(f"{t.replace('_', ' ')} skin") for p, t in zip(g.prompt, g.requested_skin_tone))
+    summary = json.loads((tmp_path / "reports/generate/summary.json").read_text())
+    assert sum(summary["requested"]["benign"]["skin_tone"].values()) == 3
