@@ -1,6 +1,4 @@
 """One-epoch training on tiny images, evaluation outputs, and MLflow logging to a temporary store."""
-import json
-
 import numpy as np
 import pandas as pd
 import pytest

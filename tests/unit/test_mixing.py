@@ -1,5 +1,4 @@
 """Hybrid training sets: counts for every ratio and mode."""
-import numpy as np
 import pandas as pd
 import pytest
 
