@@ -14,6 +14,7 @@ from accelerate import PartialState
 
 from dermsynth.classify.mixing import HELD_OUT, MixConfig, mix
 from dermsynth.classify.models import model_slug
+from dermsynth.classify.settings import settings_file
 from dermsynth.classify.train import TrainConfig, train_classifier
 from dermsynth.config import from_block, save_resolved
 from dermsynth.errors import UserError
@@ -39,7 +40,7 @@ def run(params: dict) -> None:
     name = ap.parse_args().model
     check_model_names(params)  # before the training set is written or an MLflow run opened
     # the settings train_config@<model> resolved (and that this stage depends on): one source, read back
-    resolved = Path(params["paths"]["reports"]) / "train_config" / f"{model_slug(name)}.json"
+    resolved = settings_file(params["paths"]["reports"], name)
     if not resolved.is_file():
         raise UserError(f"{resolved}: missing: this model's settings are resolved by `dvc repro train_config@{name}`")
     settings = json.loads(resolved.read_text())

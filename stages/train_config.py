@@ -4,10 +4,8 @@ It re-runs on any change to the train block, the classifier seed or the prepared
 config (its size), but its file changes only when this model's settings do; `train@<model>` reads
 the file and depends on it, not on the keys."""
 import argparse
-from pathlib import Path
 
-from dermsynth.classify.models import model_slug
-from dermsynth.classify.settings import model_settings
+from dermsynth.classify.settings import model_settings, settings_file
 from dermsynth.config import prepared_size
 from dermsynth.files import write_json
 from stages._common import main
@@ -17,7 +15,7 @@ def run(params: dict) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     name = ap.parse_args().model
-    out = Path(params["paths"]["reports"]) / "train_config" / f"{model_slug(name)}.json"
+    out = settings_file(params["paths"]["reports"], name)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, model_settings(params, name, prepared_size(params["paths"]["prepared"])), sort_keys=True)
     print(f"{name}: {out}")

@@ -7,7 +7,10 @@ and a model added to `train.models` needs no overrides entry.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from dermsynth.contracts import model_slug
 
 # keys of the train block that are not one model's settings
 NOT_SETTINGS = ("models", "overrides")
@@ -22,3 +25,8 @@ def model_settings(params: dict[str, Any], name: str, prepared_size: int) -> dic
     processes = t.pop("processes")
     t["img_size"] = t["img_size"] or prepared_size  # 0 = the prepared images' side
     return {"train": {**t, "model": name, "seed": params["seed"]}, "mixing": mixing, "processes": processes}
+
+
+def settings_file(reports: str | Path, name: str) -> Path:
+    """reports/train_config/<model>.json: what train_config@<model> writes and train@<model> reads."""
+    return Path(reports) / "train_config" / f"{model_slug(name)}.json"

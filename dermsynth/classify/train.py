@@ -150,6 +150,7 @@ class _Fit:
     best: float = -math.inf
     best_epoch: int = -1
     done: int = 0  # epochs run, over every phase
+    per_phase: dict[str, int] = field(default_factory=dict)
     seen: int = 0
     history: list[dict] = field(default_factory=list)
 
@@ -180,6 +181,7 @@ def _fit_phase(f: _Fit, phase: str, rows: pd.DataFrame, cfg: TrainConfig, select
                 f.on_epoch(f.done + 1, row)  # one MLflow run: both phases' curves on one epoch axis
             monitor = -math.inf if math.isnan(row["val_auc"]) else row["val_auc"]
         f.done += 1
+        f.per_phase[phase] = f.per_phase.get(phase, 0) + 1
         if not select:
             continue
         monitor = agree(monitor, f.state)
@@ -225,7 +227,7 @@ def train_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, cfg: TrainCon
         _fit_phase(f, phase, rows, phase_cfg, select=i == len(phases) - 1, tagged=cfg.schedule != "mixed")
     summary = {"best_epoch": f.best_epoch, "best_val_auc": f.best, "epochs_run": f.done}
     if cfg.schedule != "mixed":
-        summary["epochs_per_phase"] = {p: sum(r.get("phase") == p for r in f.history) for p, _, _ in phases}
+        summary["epochs_per_phase"] = f.per_phase
     if rank != 0:
         return summary
     # the speed goes to MLflow only: in a DVC output it would change the hash on every run

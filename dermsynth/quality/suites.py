@@ -16,8 +16,8 @@ from dermsynth.data.subgroups import AGE_BANDS, SITES, SKIN_TONES, UNKNOWN
 from dermsynth.parallel import pmap
 from dermsynth.params import Quality, defaults_from
 from dermsynth.quality.gate import Table
+from dermsynth.traits import VOCABULARY as TRAITS  # what a synthetic image may ask for (no unknown)
 
-TRAIT_VALUES = {"requested_site": SITES, "requested_skin_tone": SKIN_TONES}  # what a synthetic image may ask for
 
 
 @dataclass(frozen=True)
@@ -232,8 +232,8 @@ def synthetic_suite(metadata: pd.DataFrame, images: pd.DataFrame, n_per_class: i
         Table("metadata", meta, [
             gxe.ExpectTableColumnsToMatchOrderedList(column_list=METADATA_COLUMNS + asked,
                                                      meta=_why("metadata contract (docs/contracts.md)")),
-            *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=list(TRAIT_VALUES[c]), meta=_why("a known trait"))
-              for c in asked],
+            *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=list(TRAITS[c.removeprefix("requested_")]),
+                                              meta=_why("a known trait")) for c in asked],
             gxe.ExpectColumnValuesToBeUnique(column="image_id"),
             gxe.ExpectColumnValuesToBeUnique(column="path"),
             *([] if imported else [gxe.ExpectColumnValuesToBeUnique(column="seed", meta=_why("one recorded seed per image"))]),
