@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.audit import skin_tone
+from dermsynth.audit.reconstruction import load_vae
 from dermsynth.audit.run import PARAM_KEYS, AuditConfig, audit, near_copy_sheet, write_outputs
 from dermsynth.config import from_block
 from dermsynth.diffusion.preview import real_vs_synthetic
@@ -15,12 +16,22 @@ from dermsynth.traits import adherence_report
 from stages._common import main
 
 
+def _generator_vae(synthetic: pd.DataFrame):
+    """The VAE every synthetic image was drawn through (its metadata's base_model), or None for an imported
+    set (no base model named) or one drawn by several: the latent ceiling then is not measured."""
+    bases = set(synthetic.get("base_model", pd.Series(dtype=str)).astype(str)) - {""}
+    if len(bases) != 1 or not (Path(next(iter(bases))) / "vae").is_dir():
+        print(f"audit: no latent ceiling (synthetic images name base models {sorted(bases) or 'none'})")
+        return None
+    return load_vae(next(iter(bases)))
+
+
 def run(params: dict) -> None:
     cfg = from_block(AuditConfig, {**{k: v for k, v in params["audit"].items() if k in PARAM_KEYS}, "seed": params["data_seed"]})
     paths = params["paths"]
     manifest = pd.read_csv(Path(paths["prepared"]) / "manifest.csv", keep_default_na=False, dtype={"image_id": str})
     synthetic = pd.read_csv(Path(paths["synthetic"]) / "metadata.csv", keep_default_na=False)
-    result = audit(manifest, synthetic, Path("models/audit_features"), cfg)
+    result = audit(manifest, synthetic, Path("models/audit_features"), cfg, vae=_generator_vae(synthetic))
     out = Path(paths["reports"]) / "audit"
     write_outputs(result, out)
     real_vs_synthetic(manifest, synthetic, 8, params["data_seed"]).save(out / "real_vs_synthetic.png")

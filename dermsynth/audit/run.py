@@ -17,6 +17,7 @@ import pandas as pd
 from dermsynth.audit.features import describe, embed, load_backbone
 from dermsynth.audit.fidelity import fid_kid, prdc
 from dermsynth.audit.memorization import flag_near_copies, heldout_threshold, nearest_real
+from dermsynth.audit.reconstruction import reconstruction_ceiling
 from dermsynth.audit.tstr import classification_accuracy_score
 from dermsynth.contracts import MEMORIZATION_COLUMNS
 from dermsynth.data.dedup import phash64
@@ -35,6 +36,7 @@ class AuditConfig:
     kid_subsets: int
     kid_subset_size: int
     near_copy_pairs: int
+    reconstruction_images: int
     workers: int
     seed: int = 0  # KID subsets and the TSTR classifier (data_seed; not a params.yaml key of the audit block)
 
@@ -76,8 +78,9 @@ def fidelity_table(real_emb: np.ndarray, real_labels: np.ndarray, syn_emb: np.nd
 
 
 def audit(manifest: pd.DataFrame, synthetic: pd.DataFrame, feature_dir: Path, cfg: AuditConfig,
-          root: Path = Path(".")) -> dict:
-    """Embeddings (real rows, then synthetic), memorisation table, fidelity and a summary."""
+          root: Path = Path("."), vae=None) -> dict:
+    """Embeddings (real rows, then synthetic), memorisation table, fidelity and a summary. With the
+    generator's `vae`, the classification accuracy score also gets its ceiling (dermsynth.audit.reconstruction)."""
     timer = Timer()
     with timer.step("embeddings"):
         extractor = load_backbone(feature_dir)
@@ -107,6 +110,11 @@ def audit(manifest: pd.DataFrame, synthetic: pd.DataFrame, feature_dir: Path, cf
         fidelity["classification_accuracy_score"] = cas = classification_accuracy_score(
             real_emb, manifest.label.to_numpy(), manifest.split.to_numpy(), syn_emb, synthetic.label.to_numpy(),
             cfg.seed)
+    if vae is not None and cfg.reconstruction_images:
+        with timer.step("latent ceiling"):
+            test = (manifest.split == "test").to_numpy()
+            cas |= reconstruction_ceiling(extractor, vae, manifest, real_emb[test], manifest.label.to_numpy()[test],
+                                          cfg.reconstruction_images, cfg.seed, root)
     rate = float(mem.near_copy.mean()) if len(mem) else 0.0
     summary = {"near_copies": int(mem.near_copy.sum()), "near_copy_rate": round(rate, 5),
                "distance_threshold": round(dist_max, 4), "heldout_quantile": cfg.heldout_quantile,
@@ -119,7 +127,7 @@ def audit(manifest: pd.DataFrame, synthetic: pd.DataFrame, feature_dir: Path, cf
                             for k, d in fidelity.items() if k in classes},
                "feature_space": fidelity["feature_space"],
                "classification_accuracy_score": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in cas.items()
-                                                 if k not in ("method", "n_by_class")}}
+                                                 if k not in ("method", "ceiling_method", "n_by_class")}}
     return {"embeddings": np.concatenate([real_emb, syn_emb]), "memorization": mem[MEMORIZATION_COLUMNS],
             "fidelity": fidelity, "summary": summary, "timer": timer}
 

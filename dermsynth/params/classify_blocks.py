@@ -183,6 +183,10 @@ class Audit(Block):
                          "its size, and fidelity.json says so (subset_size_reduced_from)")
     near_copy_pairs: Count = Field(12, description="pairs drawn side by side in reports/audit/near_copies.png: "
                                                    "the near-copies, closest first, else the closest (at least one)")
+    reconstruction_images: Count = Field(
+        500, description="real training images (a seeded sample by class) passed through the base model's VAE to "
+                         "measure the classification accuracy score's ceiling (ceiling_auc in fidelity.json); 0 = "
+                         "not measured. Generated sets only; about 1 s per image for SD1.5 at 512 px on a CPU")
     visualization: Literal["pca", "tsne"] = Field("pca", description="2-D map of the embeddings in the FiftyOne App")
     workers: Workers = 0
 

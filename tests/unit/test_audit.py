@@ -1,4 +1,7 @@
 """Audit: memorisation on a planted near-copy, FID/KID on identical vs shifted sets, the FiftyOne dataset."""
+from dataclasses import replace
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -247,3 +250,64 @@ def test_skin_tone_of_synthetic_against_real_measured_alike(prepared_session, tm
         assert d["wasserstein_ita_degrees"] > 10 and d["total_variation_bands"] > 0.3
     histogram(dark, tmp_path / "ita.png")
     assert (tmp_path / "ita.png").stat().st_size > 5000
+
+
+class _IdentityVae:
+    """A stand-in VAE whose decoder returns exactly what it was given: its ceiling is the real TRTR."""
+
+    device, dtype = torch.device("cpu"), torch.float32
+
+    def encode(self, x):
+        return SimpleNamespace(latent_dist=SimpleNamespace(mean=x))
+
+    def decode(self, z):
+        return SimpleNamespace(sample=z)
+
+
+def test_latent_ceiling_trains_on_reconstructions_of_real_training_images(prepared_session, tiny_base, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from dermsynth.audit.features import build_feature_model, embed, load_backbone, load_uint8
+    from dermsynth.audit.reconstruction import load_vae, reconstruct, reconstruction_ceiling, train_rows
+    from dermsynth.audit.run import AuditConfig, audit
+
+    root, m = prepared_session
+    build_feature_model(m, tmp_path / "features", "resnet18", 32, epochs=1, seed=0, root=root)
+    syn = _synthetic_like(root, m)
+    cfg = AuditConfig(knn_k=3, kid_subset_size=20, reconstruction_images=0)
+    # an exact decoder: the classifier sees the real training images themselves, so ceiling = TRTR
+    cas = audit(m, syn, tmp_path / "features", cfg, root=root, vae=_IdentityVae())["fidelity"][
+        "classification_accuracy_score"]
+    assert "ceiling_auc" not in cas  # reconstruction_images 0: not measured
+    cas = audit(m, syn, tmp_path / "features", replace(cfg, reconstruction_images=10_000), root=root,
+                vae=_IdentityVae())["fidelity"]["classification_accuracy_score"]
+    assert cas["ceiling_auc"] == cas["trtr_auc"] and cas["n_reconstructed"] == (m.split == "train").sum()
+
+    # the tiny base model's (random) VAE, against scikit-learn on its reconstructions
+    vae, ext = load_vae(tiny_base), load_backbone(tmp_path / "features")
+    test = m[m.split == "test"]
+    test_x = embed(ext, list(test.path), root)
+    got = reconstruction_ceiling(ext, vae, m, test_x, test.label.to_numpy(), 12, seed=3, root=root)
+    rows = train_rows(m, 12, 3)
+    assert got["n_reconstructed"] == len(rows) and set(rows.label) == {"benign", "malignant"}
+    rec_x = ext(reconstruct(vae, load_uint8(list(rows.path), root))).numpy()
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=3))
+    clf.fit(rec_x.astype(np.float64), rows.label.to_numpy() == "malignant")
+    want = roc_auc_score(test.label == "malignant", clf.predict_proba(test_x.astype(np.float64))[:, 1])
+    assert got["ceiling_auc"] == pytest.approx(want, abs=1e-12)
+    assert not np.array_equal(rec_x, ext(load_uint8(list(rows.path), root)).numpy())  # a real, lossy VAE
+
+
+def test_reconstruction_sample_keeps_the_class_mix(prepared_session):
+    from dermsynth.audit.reconstruction import train_rows
+
+    _, m = prepared_session
+    train = m[m.split == "train"]
+    rows = train_rows(m, len(train) // 2, seed=0)
+    want = train.label.value_counts(normalize=True)
+    assert abs(len(rows) - len(train) // 2) <= 2 and rows.index.isin(train.index).all()
+    assert (rows.label.value_counts(normalize=True) - want).abs().max() < 0.05
+    assert train_rows(m, 0, 0).equals(train) and train_rows(m, 10**6, 0).equals(train)
