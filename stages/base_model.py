@@ -13,7 +13,7 @@ import torch
 from dermsynth.config import from_block, prepared_size, save_resolved
 from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.data import load_images
-from dermsynth.diffusion.pretrain import PretrainConfig, pretrain_unet, pretrain_vae
+from dermsynth.diffusion.pretrain import PretrainConfig, captions, pretrain_unet, pretrain_vae
 from dermsynth.diffusion.tiny import TinyConfig, build_tiny_pipeline
 from dermsynth.files import write_json
 from dermsynth.parallel import torch_threads
@@ -29,13 +29,15 @@ def run(params: dict) -> None:
         torch.set_num_threads(torch_threads(p["threads"]))
     report = {"name": p["name"]}
     if p["name"] == "tiny":
-        tiny = TinyConfig(image_size=prepared_size(params["paths"]["prepared"]), seed=params["data_seed"])
+        tiny = from_block(TinyConfig, p["tiny"], image_size=prepared_size(params["paths"]["prepared"]),
+                          seed=params["data_seed"])
         cfg = from_block(PretrainConfig, p["pretrain"], seed=params["data_seed"])
         pipe = build_tiny_pipeline(tiny)
-        m = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv")
-        images = load_images(m.loc[m.split == "train", "path"], size=tiny.image_size)
+        m = pd.read_csv(Path(params["paths"]["prepared"]) / "manifest.csv", keep_default_na=False)
+        train = m[m.split == "train"]
+        images = load_images(train["path"], size=tiny.image_size)
         vae_loss = pretrain_vae(pipe, images, cfg)
-        unet_loss = pretrain_unet(pipe, images, cfg)
+        unet_loss = pretrain_unet(pipe, images, cfg, captions(cfg.caption, train))
         report |= {"train_images": len(images), "vae_final_loss": sum(vae_loss[-50:]) / 50,
                    "unet_final_loss": sum(unet_loss[-50:]) / 50,
                    "scaling_factor": pipe.vae.config.scaling_factor}

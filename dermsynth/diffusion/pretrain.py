@@ -3,13 +3,15 @@
 The tiny pipeline starts from random weights; SD1.5 starts from LAION. So that the LoRA stage
 afterwards *specialises* a model that already draws lesions (as DreamBooth does with SD1.5),
 the base_model stage first fits the VAE (reconstruction + a small KL term), then the UNet
-(epsilon prediction) on the training images with one generic prompt.
+(epsilon prediction) on the training images with one generic prompt, or, with a caption template
+(`base_model.pretrain.caption`), each image with its own caption from its class and traits.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
@@ -18,6 +20,7 @@ from tqdm.auto import tqdm
 from dermsynth.diffusion.data import augment, batch_indices, step_generator
 from dermsynth.diffusion.tiny import training_scheduler
 from dermsynth.params import Pretrain, defaults_from
+from dermsynth.traits import caption
 
 GENERIC_PROMPT = "a dermoscopic image of a skin lesion"
 
@@ -34,6 +37,7 @@ class PretrainConfig:
     kl_weight: float
     unet_steps: int
     unet_lr: float
+    caption: str
     batch_size: int
     cond_dropout: float
     seed: int = 0
@@ -85,24 +89,48 @@ def encode_prompts(pipe: StableDiffusionPipeline, prompts: list[str]) -> torch.T
     return pipe.text_encoder(ids.to(pipe.text_encoder.device))[0]
 
 
-def pretrain_unet(pipe: StableDiffusionPipeline, images: torch.Tensor, cfg: PretrainConfig) -> list[float]:
+def captions(template: str, rows: pd.DataFrame) -> list[str]:
+    """One training prompt per manifest row: `template` filled from its label and traits."""
+    return [caption(template, str(r["label"]), r) for r in rows.to_dict("records")]
+
+
+def _contexts(pipe: StableDiffusionPipeline, prompts: list[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(encoder states, the empty prompt's): one row shared by every image when all prompts are alike,
+    else one row per image (each distinct prompt encoded once)."""
+    distinct = sorted(set(prompts or [GENERIC_PROMPT]))
+    states = encode_prompts(pipe, distinct + [""])
+    if len(distinct) == 1:
+        return states[:1], states[1:]
+    return states[:-1][torch.tensor([distinct.index(p) for p in prompts])], states[-1:]
+
+
+def pretrain_unet(pipe: StableDiffusionPipeline, images: torch.Tensor, cfg: PretrainConfig,
+                  prompts: list[str] | None = None) -> list[float]:
+    """Epsilon prediction on the images' latents (and their flips); `prompts`, one per image (`captions`),
+    condition each image on its own caption, None on GENERIC_PROMPT."""
+    if prompts is not None and len(prompts) != len(images):
+        raise ValueError(f"{len(prompts)} prompts for {len(images)} images")
     noise_sched = training_scheduler(pipe)
     with torch.no_grad():
         latents = torch.cat([pipe.vae.encode(images[i : i + 64]).latent_dist.mean for i in range(0, len(images), 64)])
         latents = torch.cat([latents, latents.flip(3), latents.flip(2), latents.flip(2).flip(3)])  # flips, once
         latents = latents * pipe.vae.config.scaling_factor
-    cond, uncond = encode_prompts(pipe, [GENERIC_PROMPT, ""]).chunk(2)
+    cond, uncond = _contexts(pipe, prompts)
+    shared = len(cond) == 1
+    if not shared:
+        cond = cond.repeat(4, 1, 1)  # the flipped latents keep their images' captions
     unet = pipe.unet.train()
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=1e-4)
     sched = _cosine(opt, cfg.unet_steps)
     losses = []
     for step in (bar := tqdm(range(cfg.unet_steps), desc="base: UNet", mininterval=2.0)):
         g = step_generator(cfg.seed + 1, step)
-        z0 = latents[batch_indices(len(latents), cfg.batch_size, step, cfg.seed)]
+        idx = batch_indices(len(latents), cfg.batch_size, step, cfg.seed)
+        z0 = latents[idx]
         noise = torch.randn(z0.shape, generator=g)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=g)
         drop = (torch.rand(len(z0), generator=g) < cfg.cond_dropout)[:, None, None]
-        ctx = torch.where(drop, uncond, cond)
+        ctx = torch.where(drop, uncond, cond if shared else cond[idx])
         pred = unet(noise_sched.add_noise(z0, noise, t), t, ctx).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)

@@ -13,6 +13,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, PNDMScheduler, StableDiffusi
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from tokenizers.pre_tokenizers import ByteLevel
 
+from dermsynth.params import TinyArchitecture, defaults_from
+
 # Words of the prompts the project writes; each becomes one token, any other text still
 # tokenises (byte-level), just into more pieces.
 WORDS = ("a dermoscopic dermoscopy image photo of sks zwx skin lesion benign malignant mole melanoma "
@@ -23,12 +25,15 @@ SD15_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.01
 
 
 @dataclass(frozen=True)
+@defaults_from(TinyArchitecture)
 class TinyConfig:
+    """The tiny architecture (`base_model.tiny`) at one image size; `seed` draws the initial weights."""
+
     image_size: int = 64
-    vae_channels: tuple[int, ...] = (16, 32, 64, 64)  # 8x downsampling, as in SD1.5
-    unet_channels: tuple[int, ...] = (32, 64)
-    cross_attention_dim: int = 32
-    text_layers: int = 2
+    vae_channels: tuple[int, ...]
+    unet_channels: tuple[int, ...]
+    cross_attention_dim: int
+    text_layers: int
     seed: int = 0
 
 

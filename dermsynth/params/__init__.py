@@ -18,7 +18,7 @@ from dermsynth.params.common import (CLASSES, EXTERNAL_LAYOUTS, INTERNAL_TESTSET
                                      SOURCES, WEIGHT_SUFFIXES, Block, Bool, Count, Fraction, NonNeg, ParamsError,
                                      PosInt, Positive, Seed, Str, WeightsFile, Workers, shown)
 from dermsynth.params.data_blocks import Ingest, Paths, Prepare, Quality
-from dermsynth.params.diffusion_blocks import BaseModelParams, Generate, Lora, Pretrain
+from dermsynth.params.diffusion_blocks import BaseModelParams, Generate, Lora, Pretrain, TinyArchitecture
 from dermsynth.params.explain import defaults_from, explain
 from dermsynth.params.schema import Params
 from dermsynth.params.validation import check_model_names, unused_overrides, validate
@@ -28,7 +28,7 @@ __all__ = [
     "WEIGHT_SUFFIXES", "Bool", "Count", "Fraction", "NonNeg", "PosInt", "Positive", "Seed", "Str", "WeightsFile",
     "Workers", "Block", "ParamsError", "shown",
     "Ingest", "Paths", "Prepare", "Quality",
-    "BaseModelParams", "Generate", "Lora", "Pretrain",
+    "BaseModelParams", "Generate", "Lora", "Pretrain", "TinyArchitecture",
     "Audit", "Evaluate", "ExternalName", "ExternalSet", "FilterParams", "Mixing", "ModelTrain", "Override", "Train",
     "Params",
     "check_model_names", "unused_overrides", "validate",

@@ -23,9 +23,33 @@ class Pretrain(Block):
     unet_steps: Count = Field(1500, description="AdamW steps fitting the tiny UNet (epsilon prediction, cosine "
                                                 "schedule)")
     unet_lr: Positive = Field(0.001, description="peak learning rate of the UNet")
+    caption: Str = Field("a dermoscopic image of a skin lesion", description="the UNet's training prompt, one "
+                         "per image: {label}, {site} and {skin_tone} are filled from the image's manifest row "
+                         "(dermsynth.traits.caption; a clause of an unknown trait is left out); without fields "
+                         "one generic prompt, so the model learns no class or trait words (the LoRAs teach them)")
     batch_size: PosInt = Field(32, description="images (VAE) or latents (UNet) per step")
     cond_dropout: Fraction = Field(0.1, description="share of the UNet's training images given the empty prompt, so "
                                                     "classifier-free guidance has a baseline")
+
+
+class TinyArchitecture(Block):
+    vae_channels: tuple[PosInt, ...] = Field(
+        (16, 32, 64, 64), min_length=2, description="channels of the tiny VAE's levels; each level after the first "
+        "halves the side: 4 levels = SD1.5's 8x downsampling (8x8 latents at 64 px, whose reconstructions lose the "
+        "demo's class: audit ceiling_auc), 3 levels = 4x (16x16; slower UNet)")
+    unet_channels: tuple[PosInt, ...] = Field((32, 64), min_length=2, description="channels of the tiny UNet's "
+                                              "levels; every level after the first has cross-attention")
+    cross_attention_dim: PosInt = Field(32, description="width of the text encoder and of the UNet's cross-attention")
+    text_layers: PosInt = Field(2, description="layers of the tiny (random, frozen) CLIP text encoder")
+
+    @model_validator(mode="after")
+    def _divisible(self):
+        # the group norms (8 groups in the VAE, 16 in the UNet) and the attention heads (4) need these
+        for name, values, by in (("vae_channels", self.vae_channels, 8), ("unet_channels", self.unet_channels, 16),
+                                 ("cross_attention_dim", (self.cross_attention_dim,), 4)):
+            if bad := [v for v in values if v % by]:
+                raise ValueError(f"{name}: {bad} not a multiple of {by}")
+        return self
 
 
 class BaseModelParams(Block):
@@ -34,6 +58,7 @@ class BaseModelParams(Block):
                                         "configs and tokenizer; \"\" = none")
     threads: Count = Field(2, description="CPU threads of torch in the base_model stage (pre-training the tiny "
                                           "model); 0 = torch's default")
+    tiny: TinyArchitecture = Field(TinyArchitecture(), description="tiny only: the architecture built from config")
     pretrain: Pretrain = Field(Pretrain(), description="tiny only: fit the tiny model to the prepared training images "
                                                        "first (VAE, then UNet); ignored for SD1.5")
 

@@ -332,3 +332,48 @@ def test_a_row_made_on_cuda_says_where_its_bytes_come_back(gen_repo):
     row = {"image_id": "syn_x", "device": "cuda", "dtype": "float16"}
     with pytest.raises(ValueError, match="syn_x was made on cuda in float16"):
         regenerate(row, gen_repo)
+
+
+def test_pretraining_captions_each_image_from_its_class_and_traits(prepared_session):
+    from dermsynth.diffusion.pretrain import captions
+
+    root, m = prepared_session
+    rows = m[m.split == "train"].head(6).assign(site=["torso", "", "head_neck", "torso", "unknown", "palms_soles"],
+                                                skin_tone=["dark", "light", "", "tan", "brown", "very_light"])
+    got = captions("a dermoscopic image of a {label} skin lesion, {site}, {skin_tone} skin", rows)
+    r0 = rows.iloc[0]
+    assert got[0] == f"a dermoscopic image of a {r0.label} skin lesion, torso, dark skin"
+    assert got[1].endswith(f"{rows.iloc[1].label} skin lesion, light skin")  # an unknown trait's clause is left out
+    assert got[4].endswith("skin lesion, brown skin") and "very light skin" in got[5]
+    assert captions("a dermoscopic image of a skin lesion", rows) == ["a dermoscopic image of a skin lesion"] * 6
+
+
+def test_captioned_pretraining_conditions_each_image_on_its_own_prompt(instance_images):
+    from dermsynth.diffusion.pretrain import GENERIC_PROMPT
+
+    root, paths = instance_images
+    x = load_images(paths[:8], root)
+    cfg = PretrainConfig(vae_steps=0, unet_steps=6, batch_size=4)
+
+    def unet_after(prompts):
+        pipe = build_tiny_pipeline(TinyConfig(image_size=32, seed=5))
+        pretrain_unet(pipe, x, cfg, prompts)
+        return pipe.unet.state_dict()
+
+    generic, none = unet_after([GENERIC_PROMPT] * 8), unet_after(None)
+    assert all(torch.equal(generic[k], none[k]) for k in generic)  # one prompt for all = the generic path
+    own = unet_after([f"a dermoscopic image of a {'benign' if i % 2 else 'malignant'} skin lesion" for i in range(8)])
+    assert any(not torch.equal(own[k], none[k]) for k in own)  # the captions reach the cross-attention
+    with pytest.raises(ValueError, match="3 prompts for 8 images"):
+        pretrain_unet(build_tiny_pipeline(TinyConfig(image_size=32)), x, cfg, ["a"] * 3)
+
+
+def test_tiny_architecture_from_params():
+    from dermsynth.params import TinyArchitecture
+
+    cfg = TinyConfig(vae_channels=(16, 32, 64), image_size=32)
+    pipe = build_tiny_pipeline(cfg)
+    assert pipe.vae_scale_factor == 4 and pipe.unet.config.sample_size == 8  # 3 levels: 4x, 8x8 latents at 32 px
+    assert TinyConfig().vae_channels == tuple(TinyArchitecture().vae_channels)  # the schema's default
+    with pytest.raises(ValueError, match="unet_channels: \\[40\\] not a multiple of 16"):
+        TinyArchitecture(unet_channels=(32, 40))
