@@ -18,7 +18,7 @@ from dermsynth.audit.features import describe, embed, load_backbone
 from dermsynth.audit.fidelity import fid_kid, prdc
 from dermsynth.audit.memorization import flag_near_copies, heldout_threshold, nearest_real
 from dermsynth.audit.reconstruction import reconstruction_ceiling
-from dermsynth.audit.tstr import classification_accuracy_score
+from dermsynth.audit.tstr import TEST_SPLIT, classification_accuracy_score
 from dermsynth.contracts import MEMORIZATION_COLUMNS
 from dermsynth.data.dedup import phash64
 from dermsynth.files import write_json
@@ -112,7 +112,7 @@ def audit(manifest: pd.DataFrame, synthetic: pd.DataFrame, feature_dir: Path, cf
             cfg.seed)
     if vae is not None and cfg.reconstruction_images:
         with timer.step("latent ceiling"):
-            test = (manifest.split == "test").to_numpy()
+            test = (manifest.split == TEST_SPLIT).to_numpy()
             cas |= reconstruction_ceiling(extractor, vae, manifest, real_emb[test], manifest.label.to_numpy()[test],
                                           cfg.reconstruction_images, cfg.seed, root)
     rate = float(mem.near_copy.mean()) if len(mem) else 0.0
