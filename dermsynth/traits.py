@@ -48,6 +48,12 @@ def caption(template: str, label: str, row: dict | pd.Series) -> str:
     return ", ".join(clauses)
 
 
+def captions(template: str, rows: pd.DataFrame) -> list[str]:
+    """One training prompt per manifest row: `template` filled from its label and traits (the base
+    model's pre-training and the LoRAs' `lora.caption: attributes` caption the same way)."""
+    return [caption(template, str(r["label"]), r) for r in rows.to_dict("records")]
+
+
 def shares(spec: str | dict[str, float], trait: str, real: pd.Series) -> dict[str, float]:
     """The asked-for mix of `trait` as {value: share} summing to 1. `real` holds the trait's values of the
     real training images of the class (for match_real; unknown ones do not count)."""

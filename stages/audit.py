@@ -7,6 +7,7 @@ from dermsynth.audit import skin_tone
 from dermsynth.audit.reconstruction import load_vae
 from dermsynth.audit.run import PARAM_KEYS, AuditConfig, audit, near_copy_sheet, write_outputs
 from dermsynth.config import from_block
+from dermsynth.data.records import safe_join
 from dermsynth.diffusion.preview import real_vs_synthetic
 from dermsynth.errors import UserError
 from dermsynth.files import write_json
@@ -18,12 +19,14 @@ from stages._common import main
 
 def _generator_vae(synthetic: pd.DataFrame):
     """The VAE every synthetic image was drawn through (its metadata's base_model), or None for an imported
-    set (no base model named) or one drawn by several: the latent ceiling then is not measured."""
+    set (no base model named) or one drawn by several: the latent ceiling then is not measured. A base model
+    outside the repository is refused: metadata.csv is data, not a licence to read anywhere."""
     bases = set(synthetic.get("base_model", pd.Series(dtype=str)).astype(str)) - {""}
-    if len(bases) != 1 or not (Path(next(iter(bases))) / "vae").is_dir():
+    base = safe_join(Path.cwd(), next(iter(bases))) if len(bases) == 1 else None
+    if base is None or not (base / "vae").is_dir():
         print(f"audit: no latent ceiling (synthetic images name base models {sorted(bases) or 'none'})")
         return None
-    return load_vae(next(iter(bases)))
+    return load_vae(base)
 
 
 def run(params: dict) -> None:

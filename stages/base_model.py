@@ -13,10 +13,11 @@ import torch
 from dermsynth.config import from_block, prepared_size, save_resolved
 from dermsynth.diffusion.base import load_pipeline
 from dermsynth.diffusion.data import load_images
-from dermsynth.diffusion.pretrain import PretrainConfig, captions, pretrain_unet, pretrain_vae
+from dermsynth.diffusion.pretrain import PretrainConfig, pretrain_unet, pretrain_vae
 from dermsynth.diffusion.tiny import TinyConfig, build_tiny_pipeline
 from dermsynth.files import write_json
 from dermsynth.parallel import torch_threads
+from dermsynth.traits import captions
 from stages._common import main
 
 OUT = Path("models/base")

@@ -16,7 +16,7 @@ from dermsynth.diffusion.preview import lora_samples_grid
 from dermsynth.files import write_json
 from dermsynth.parallel import torch_threads
 from dermsynth.timings import write_timings
-from dermsynth.traits import caption
+from dermsynth import traits
 from stages._common import main
 
 # lora.* keys this stage reads itself: how it runs (threads) and which images and captions it hands over
@@ -38,7 +38,7 @@ def run(params: dict) -> None:
     captions = None
     if params["lora"]["caption"] == "attributes":  # each image's traits in its caption (dermsynth.traits)
         rows = m.set_index("path").loc[paths]
-        captions = [caption(params["lora"]["caption_template"], label, r) for _, r in rows.iterrows()]
+        captions = traits.captions(params["lora"]["caption_template"], rows.reset_index())
         print(f"{label}: {len(set(captions))} distinct captions, e.g. {captions[0]!r}")
     out = Path("models/lora") / label
     res = train_lora("models/base", paths, label, out, Path(params["paths"]["work"]) / "lora", cfg, captions=captions)

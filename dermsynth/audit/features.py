@@ -8,6 +8,7 @@ the pooled pre-logit activations.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,10 @@ def load_uint8(paths: list[str], root: str | Path = ".", size: int | None = None
 
 
 def embed(extractor: BackboneFeatures, paths: list[str], root: str | Path = ".", batch: int = 256,
-          desc: str = "embeddings") -> np.ndarray:
+          desc: str = "embeddings", transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+    """(N, D) features of the images at `paths`; `transform` maps each uint8 batch first (e.g. through a VAE)."""
     out = []
     for i in tqdm(range(0, len(paths), batch), desc=desc, mininterval=2.0):
-        out.append(extractor(load_uint8(paths[i : i + batch], root)).numpy())
+        images = load_uint8(paths[i : i + batch], root)
+        out.append(extractor(transform(images) if transform else images).numpy())
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)

@@ -29,7 +29,11 @@ def group_ids(df: pd.DataFrame, dup_pairs: list[tuple[int, int]]) -> np.ndarray:
 
 
 def _one_fold(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of a held-out part of about `fraction` of the rows, whole groups only."""
+    """Boolean mask of a held-out part of about `fraction` of the rows, whole groups only: one fold of
+    round(1 / fraction), or above a half all folds but one of round(1 / (1 - fraction)) (2/3 = 2 of 3 folds;
+    one fold alone could never hold more than half)."""
+    if fraction > 0.5:
+        return ~_one_fold(y, groups, 1 - fraction, seed)
     n_splits = max(2, int(round(1 / fraction)))
     n_splits = min(n_splits, len(np.unique(groups)))
     if n_splits < 2:

@@ -28,10 +28,10 @@ class DemoSpec:
 
 
 DEFAULT_SPECS: dict[str, DemoSpec] = {
-    "ham10000": DemoSpec(95, 0.30, (300, 225), (1, 3)),
-    "isic2019": DemoSpec(75, 0.35, (256, 256), (1, 2)),
-    "isic2020": DemoSpec(70, 0.25, (320, 240), (1, 2)),
-    "isic2024": DemoSpec(80, 0.25, (128, 128), (1, 1)),
+    "ham10000": DemoSpec(275, 0.30, (300, 225), (1, 3)),
+    "isic2019": DemoSpec(140, 0.35, (256, 256), (1, 2)),
+    "isic2020": DemoSpec(140, 0.25, (320, 240), (1, 2)),
+    "isic2024": DemoSpec(200, 0.25, (128, 128), (1, 1)),
 }
 
 

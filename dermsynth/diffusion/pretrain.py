@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
@@ -20,7 +19,6 @@ from tqdm.auto import tqdm
 from dermsynth.diffusion.data import augment, batch_indices, step_generator
 from dermsynth.diffusion.tiny import training_scheduler
 from dermsynth.params import Pretrain, defaults_from
-from dermsynth.traits import caption
 
 GENERIC_PROMPT = "a dermoscopic image of a skin lesion"
 
@@ -89,11 +87,6 @@ def encode_prompts(pipe: StableDiffusionPipeline, prompts: list[str]) -> torch.T
     return pipe.text_encoder(ids.to(pipe.text_encoder.device))[0]
 
 
-def captions(template: str, rows: pd.DataFrame) -> list[str]:
-    """One training prompt per manifest row: `template` filled from its label and traits."""
-    return [caption(template, str(r["label"]), r) for r in rows.to_dict("records")]
-
-
 def _contexts(pipe: StableDiffusionPipeline, prompts: list[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(encoder states, the empty prompt's): one row shared by every image when all prompts are alike,
     else one row per image (each distinct prompt encoded once)."""
@@ -106,7 +99,8 @@ def _contexts(pipe: StableDiffusionPipeline, prompts: list[str] | None) -> tuple
 
 def pretrain_unet(pipe: StableDiffusionPipeline, images: torch.Tensor, cfg: PretrainConfig,
                   prompts: list[str] | None = None) -> list[float]:
-    """Epsilon prediction on the images' latents (and their flips); `prompts`, one per image (`captions`),
+    """Epsilon prediction on the images' latents (and their flips); `prompts`, one per image
+    (`dermsynth.traits.captions`),
     condition each image on its own caption, None on GENERIC_PROMPT."""
     if prompts is not None and len(prompts) != len(images):
         raise ValueError(f"{len(prompts)} prompts for {len(images)} images")

@@ -2,7 +2,7 @@
 
 Same classes as SD1.5 (UNet2DConditionModel, AutoencoderKL, CLIPTextModel, CLIPTokenizer,
 PNDMScheduler), scaled down so that training and sampling run on a 2-core CPU: 64 px images,
-a VAE with 8x downsampling like SD1.5 (8x8x4 latents), a two-level UNet and a two-layer text encoder.
+a VAE with 4x downsampling (16x16x4 latents; SD1.5 has 8x), a two-level UNet and a two-layer text encoder.
 """
 from __future__ import annotations
 

@@ -131,10 +131,12 @@ class Prepare(Block):
         4, description="perceptual-hash bits (of 64) within which two images are near-duplicates: kept in one "
                        "split; an external test image this close to a prepared one is quarantined")
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
-        0.15, description="about this share of the images in the validation split (whole lesion / patient / "
+        0.067, description="about this share of the images in the validation split (whole lesion / patient / "
                           "duplicate groups, stratified by source x label)")
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
-        0.2, description="about this share of the images in the test split (drawn like val_fraction)")
+        0.667, description="about this share of the images in the test split (drawn like val_fraction; held out "
+                           "as 1/k of the groups, or all but 1/k above 0.5). The demo's 2/3 gives test sets of "
+                           "300+ images each beside ~310 training images; real data: e.g. 0.2 (configs/paper.yaml)")
     workers: Workers = 0
 
     @model_validator(mode="after")

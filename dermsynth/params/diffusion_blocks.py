@@ -23,10 +23,12 @@ class Pretrain(Block):
     unet_steps: Count = Field(1500, description="AdamW steps fitting the tiny UNet (epsilon prediction, cosine "
                                                 "schedule)")
     unet_lr: Positive = Field(0.001, description="peak learning rate of the UNet")
-    caption: Str = Field("a dermoscopic image of a skin lesion", description="the UNet's training prompt, one "
-                         "per image: {label}, {site} and {skin_tone} are filled from the image's manifest row "
-                         "(dermsynth.traits.caption; a clause of an unknown trait is left out); without fields "
-                         "one generic prompt, so the model learns no class or trait words (the LoRAs teach them)")
+    caption: Str = Field("a dermoscopic image of a {label} skin lesion, {site}, {skin_tone} skin",
+                         description="the UNet's training prompt, one per image: {label}, {site} and {skin_tone} "
+                         "are filled from the image's manifest row (dermsynth.traits.caption; a clause of an unknown "
+                         "trait is left out), so the base model learns the class and trait words the LoRAs' and "
+                         "generation's prompts use; without fields one generic prompt (the LoRAs alone then "
+                         "carry the class: on the demo they did not, train-on-synthetic AUROC 0.35)")
     batch_size: PosInt = Field(32, description="images (VAE) or latents (UNet) per step")
     cond_dropout: Fraction = Field(0.1, description="share of the UNet's training images given the empty prompt, so "
                                                     "classifier-free guidance has a baseline")
@@ -34,9 +36,9 @@ class Pretrain(Block):
 
 class TinyArchitecture(Block):
     vae_channels: tuple[PosInt, ...] = Field(
-        (16, 32, 64, 64), min_length=2, description="channels of the tiny VAE's levels; each level after the first "
-        "halves the side: 4 levels = SD1.5's 8x downsampling (8x8 latents at 64 px, whose reconstructions lose the "
-        "demo's class: audit ceiling_auc), 3 levels = 4x (16x16; slower UNet)")
+        (16, 32, 64), min_length=2, description="channels of the tiny VAE's levels; each level after the first "
+        "halves the side: 3 levels = 4x downsampling (16x16 latents at 64 px), 4 levels = SD1.5's 8x (8x8 latents "
+        "at 64 px: about 2x faster UNet, but on the demo its images lost the class)")
     unet_channels: tuple[PosInt, ...] = Field((32, 64), min_length=2, description="channels of the tiny UNet's "
                                               "levels; every level after the first has cross-attention")
     cross_attention_dim: PosInt = Field(32, description="width of the text encoder and of the UNet's cross-attention")
@@ -106,8 +108,9 @@ class Lora(Block):
     train_text_encoder: Bool = Field(False, description="also train adapters on the CLIP text encoder")
     text_encoder_target_modules: list[Str] = Field(["q_proj", "k_proj", "v_proj", "out_proj"], min_length=1,
                                                    description="text-encoder projections that get adapters")
-    learning_rate: Positive = Field(0.001, description="AdamW learning rate of the UNet's adapters (tiny demo model; "
-                                                       "paper: 1e-4)")
+    learning_rate: Positive = Field(0.0001, description="AdamW learning rate of the UNet's adapters (paper: 1e-4; "
+                                                        "at 1e-3 the demo's LoRAs washed out the class the captioned "
+                                                        "base model draws)")
     text_encoder_lr: NonNeg = Field(0.0, description="learning rate of the text encoder's adapters "
                                                      "(train_text_encoder); 0 = learning_rate")
     optimizer: Literal["adamw", "adamw_8bit"] = Field(

@@ -335,7 +335,7 @@ def test_a_row_made_on_cuda_says_where_its_bytes_come_back(gen_repo):
 
 
 def test_pretraining_captions_each_image_from_its_class_and_traits(prepared_session):
-    from dermsynth.diffusion.pretrain import captions
+    from dermsynth.traits import captions
 
     root, m = prepared_session
     rows = m[m.split == "train"].head(6).assign(site=["torso", "", "head_neck", "torso", "unknown", "palms_soles"],

@@ -95,10 +95,10 @@ def test_bad_parameters_give_one_exact_line(edits, line):
 
 def test_yaml_quirks_and_good_forms():
     # PyYAML reads 1e-4 as a string; the schema reads it as the number the user meant
-    text = (ROOT / "params.yaml").read_text().replace("learning_rate: 0.001", "learning_rate: 1e-4")
+    text = (ROOT / "params.yaml").read_text().replace("learning_rate: 0.0001", "learning_rate: 2e-4")
     raw = yaml.safe_load(text)
-    assert raw["lora"]["learning_rate"] == "1e-4"
-    assert validate(raw)["lora"]["learning_rate"] == 1e-4
+    assert raw["lora"]["learning_rate"] == "2e-4"
+    assert validate(raw)["lora"]["learning_rate"] == 2e-4
     p = validate(_with({"train.overrides.mobilenetv2_100": {"lr": "5e-6"}}))
     assert p["train"]["overrides"]["mobilenetv2_100"] == {"lr": 5e-6}  # an override holds only what it gives
     assert validate(_with({"generate.dtype": "fp16"}))["generate"]["dtype"] == "fp16"

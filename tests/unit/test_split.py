@@ -55,6 +55,18 @@ def test_no_group_crosses_splits_and_classes_are_stratified():
     assert (abs(mal - overall) < 0.08).all(), mal.to_dict()
 
 
+def test_a_test_share_above_half_is_held_out_whole_groups_and_all():
+    # one fold of k can hold at most half (k >= 2): 2/3 was once drawn as 1/2, silently
+    df = _table(n=1200, seed=3)
+    groups = group_ids(df, [])
+    df["split"] = assign_splits(df, groups, 0.067, 0.667, seed=1)
+    frac = df.groupby("split").size() / len(df)
+    assert abs(frac["test"] - 0.667) < 0.05 and abs(frac["val"] - 0.067) < 0.03, frac.to_dict()
+    assert crossing_groups(df.assign(g=groups), "g") == []
+    mal = df.groupby("split").label.apply(lambda s: (s == "malignant").mean())
+    assert (abs(mal - (df.label == "malignant").mean()) < 0.08).all(), mal.to_dict()
+
+
 def test_splits_are_seeded():
     df = _table()
     g = group_ids(df, [])
