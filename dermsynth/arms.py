@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, optimize, stats
 
+from dermsynth.synthetic_source import LORA_GENERATOR
+
 ALPHA, POWER = 0.05, 0.8
 SYNTHETIC, CONTROL = "synthetic", "held_out_real"
 # what identifies an arm's cell apart from its pool (report.CONDITION less the pool, plus ratio)
-ARM_KEYS = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction", "filter", "ratio"]
+ARM_KEYS = ["model", "testset", "metric", "synthetic_class_mix", "real_fraction", "filter", "generator", "ratio"]
 REPLICATE = ["seed", "data_seed"]
 MIN_PAIRS = 3  # as report.MIN_REPLICATES_FOR_INTERVAL: fewer pairs give no interval
 BOOTSTRAP = 2000
@@ -80,7 +82,7 @@ def synthetic_efficiency(df: pd.DataFrame, seed: int = 0, n_boot: int = BOOTSTRA
     """One row per arm cell holding both arms (study_stats.tidy() rows with a `pool` column): each arm's mean
     effect, the efficiency and its 95 % bootstrap interval (3+ pairs), and whether the control arm sees
     an effect at all (its paired t-interval excludes 0)."""
-    wide = _paired(df.assign(pool=df.get("pool", SYNTHETIC)))
+    wide = _paired(df.assign(pool=df.get("pool", SYNTHETIC), generator=df.get("generator", LORA_GENERATOR)))
     rows, rng = [], np.random.default_rng(seed)
     for key, g in wide.groupby(ARM_KEYS, sort=True):
         syn, ctrl = g[SYNTHETIC].to_numpy(), g[CONTROL].to_numpy()
@@ -111,9 +113,9 @@ def _ratio(a: float, b: float) -> float:
 def paired_sd(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per (model, test set): the standard deviation of `metric`'s paired differences to ratio 0, pooled over
     every cell (ratio > 0, condition) with 2+ pairs (root of the mean variance), and the pairs behind it."""
-    df = df.assign(pool=df.get("pool", SYNTHETIC))
+    df = df.assign(pool=df.get("pool", SYNTHETIC), generator=df.get("generator", LORA_GENERATOR))
     d = df[df.metric == metric]
-    keys = ["model", "testset", "synthetic_class_mix", "real_fraction", "filter"]
+    keys = ["model", "testset", "synthetic_class_mix", "real_fraction", "filter", "generator"]
     base = d[d.ratio == 0.0].drop_duplicates(keys + REPLICATE)[keys + REPLICATE + ["value"]]
     arms = d[d.ratio > 0].merge(base, on=keys + REPLICATE, suffixes=("", "_0"))
     arms["diff"] = arms.value - arms.value_0

@@ -35,6 +35,7 @@ import pandas as pd
 from dermsynth.arms import CONTROL
 from dermsynth.errors import UserError, UserValueError
 from dermsynth.runs import GAP_METRICS, screen_runs
+from dermsynth.synthetic_source import LORA_GENERATOR
 from dermsynth.study_figures import plot_curves, plot_grid
 from dermsynth.study_markdown import markdown
 from dermsynth.study_stats import CELL, GRID_METRICS, grid, summarise, tidy, with_defaults
@@ -48,14 +49,14 @@ RUNS_FILE = STUDY_FILES[0]
 def cells(df: pd.DataFrame) -> set[tuple]:
     """The study's run cells, in one canonical form (a CSV read back and a fresh tidy() compare equal)."""
     df = with_defaults(df)
-    return {(str(m), round(float(r), 6), int(s), str(d), round(float(f), 6), str(x), str(flt), str(pool))
-            for m, r, s, d, f, x, flt, pool in df[CELL].drop_duplicates().itertuples(index=False)}
+    return {(str(m), round(float(r), 6), int(s), str(d), round(float(f), 6), str(x), str(flt), str(pool), str(gen))
+            for m, r, s, d, f, x, flt, pool, gen in df[CELL].drop_duplicates().itertuples(index=False)}
 
 
 def _describe(cell: tuple) -> str:
-    model, ratio, seed, data_seed, frac, mix, filt, pool = cell
+    model, ratio, seed, data_seed, frac, mix, filt, pool, generator = cell
     return (f"{model} ratio {ratio:g} seed {seed} data_seed {data_seed} real_fraction {frac:g} {mix} filter {filt}"
-            + (" control arm" if pool == CONTROL else ""))
+            + (" control arm" if pool == CONTROL else "") + ("" if generator == LORA_GENERATOR else f" {generator}"))
 
 
 class StudyExists(UserError):

@@ -9,6 +9,7 @@ import pandas as pd
 
 from dermsynth.results import HEADLINE, LABEL, Flag, flag_lines, one_class, table
 from dermsynth.runs import model_label
+from dermsynth.synthetic_source import LORA_GENERATOR
 from dermsynth.testset_names import testset_name, testsets
 
 
@@ -33,7 +34,8 @@ def condition(r: pd.Series) -> dict[str, Any]:
             "seed": _param(r, "seed", ""), "data_seed": str(_param(r, "data_seed", "?")),
             "real_fraction": _number(_param(r, "real_fraction", 1.0)),
             "synthetic_class_mix": str(_param(r, "synthetic_class_mix", "balanced")),
-            "filter": f"{_param(r, 'filter_policy', 'none')} {keep if keep is not None else 1.0:g}"}
+            "filter": f"{_param(r, 'filter_policy', 'none')} {keep if keep is not None else 1.0:g}",
+            "generator": str(_param(r, "generator", LORA_GENERATOR))}
 
 
 def in_window(started: Any, since: pd.Timestamp | None, until: pd.Timestamp | None) -> bool:
@@ -129,13 +131,14 @@ def study_runs(runs: pd.DataFrame) -> pd.DataFrame:
     for _, r in runs.sort_values("start_time", ascending=False).iterrows():
         rows.append(condition(r) | {"run_id": r["run_id"], "best_val_auc": _number(r.get("metrics.best_val_auc"))}
                     | {f"{ts}_{m}": _number(r.get(f"metrics.{ts}_{m}")) for ts in sets for m in HEADLINE})
-    cell = ["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "filter"]
+    cell = ["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "filter", "generator"]
     df = pd.DataFrame(rows)
     return df.drop_duplicates(cell, keep="first") if len(df) else df
 
 
-GROUP = ["model", "real_fraction", "synthetic_class_mix", "filter", "ratio"]
-CONDITIONS = {"real_fraction": "real_fraction", "synthetic_class_mix": "class mix", "filter": "filter"}  # as titled
+GROUP = ["model", "real_fraction", "synthetic_class_mix", "filter", "generator", "ratio"]
+CONDITIONS = {"real_fraction": "real_fraction", "synthetic_class_mix": "class mix", "filter": "filter",
+              "generator": "generator"}  # as titled
 
 
 def _ratio_flags(ts: str, key: dict[str, Any], g: pd.DataFrame) -> list[Flag]:

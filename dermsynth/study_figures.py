@@ -16,6 +16,7 @@ from dermsynth.classify.metrics import METRICS  # noqa: E402
 from dermsynth.plotting import save_figure  # noqa: E402
 from dermsynth.runs import GAP_METRICS, TESTSETS  # noqa: E402
 from dermsynth.study_stats import GRID_METRICS, MIN_REPLICATES_FOR_INTERVAL, metric_range  # noqa: E402
+from dermsynth.synthetic_source import LORA_GENERATOR  # noqa: E402
 from dermsynth.testset_names import in_order, testset_name  # noqa: E402
 
 # What a reader calls each metric, test set and filter setting (the CSV codes stay as they are)
@@ -23,7 +24,7 @@ METRIC_TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy
                  "sensitivity": "sensitivity (malignant found)", "specificity": "specificity (benign cleared)",
                  "f1": "F1 of malignant", "auc": "AUROC", "pauc80": "pAUC above 80 % sensitivity (at most 0.2)"}
 FILTER_SCORES = {"realism": "realism", "label": "label probability", "combined": "realism and label probability"}
-LINE = ["model", "synthetic_class_mix", "real_fraction", "filter", "pool"]  # one line of the sweep figure per value
+LINE = ["model", "synthetic_class_mix", "real_fraction", "filter", "pool", "generator"]  # one line per value
 HEADLINE_METRIC = "auc"
 DODGE = 0.012  # ratio units between the lines' points at one ratio, so their intervals sit side by side
 
@@ -49,11 +50,22 @@ POOL_TITLE = "synthetic images"
 MIX_TITLES = {"balanced": "synthetic classes 50/50", "minority": "synthetic images of the minority class only"}
 
 
-def _part_titles(model: str, mix: str, frac: float, filt: str, pool: str = SYNTHETIC) -> tuple[str, ...]:
+def generator_title(generator: str) -> str:
+    """`lora skin_tone=uniform` -> words: what made the synthetic images."""
+    if generator == LORA_GENERATOR:
+        return "the LoRAs' images"
+    if generator.startswith(LORA_GENERATOR + " "):
+        return "the LoRAs' images asked for " + generator[len(LORA_GENERATOR) + 1:]
+    return f"the released set {generator}"
+
+
+def _part_titles(model: str, mix: str, frac: float, filt: str, pool: str = SYNTHETIC,
+                 generator: str = LORA_GENERATOR) -> tuple[str, ...]:
     return (model, MIX_TITLES.get(mix, "synthetic class mix as in the real set"),
             "all real training images" if frac == 1.0 else f"{frac:.0%} of the real training images",
             filter_title(filt),
-            "held-out real images in the synthetic slots (control)" if pool == CONTROL else POOL_TITLE)
+            "held-out real images in the synthetic slots (control)" if pool == CONTROL else POOL_TITLE,
+            generator_title(generator))
 
 
 def line_labels(s: pd.DataFrame) -> tuple[dict[tuple, str], str]:
@@ -66,8 +78,8 @@ def line_labels(s: pd.DataFrame) -> tuple[dict[tuple, str], str]:
         varies[0] = True  # a single line is still named by its model
     labels = {k: ", ".join(p[i] for i in range(len(LINE)) if varies[i]) for k, p in parts.items()}
     # every line of synthetic images (no control arm): nothing to say about the pool
-    shared = [p for i, p in enumerate(parts[keys[0]]) if not varies[i] and not (LINE[i] == "pool" and p == POOL_TITLE)
-              ] if keys else []
+    plain = {"pool": POOL_TITLE, "generator": generator_title(LORA_GENERATOR)}  # the usual: nothing to say
+    shared = [p for i, p in enumerate(parts[keys[0]]) if not varies[i] and plain.get(LINE[i]) != p] if keys else []
     return labels, ("every line: " + "; ".join(shared)) if shared else ""
 
 
@@ -184,13 +196,13 @@ def plot_curves(s: pd.DataFrame, out_png: Path, metrics: tuple[str, ...] = METRI
 
 def plot_grid(s: pd.DataFrame, out_png: Path) -> None:
     panels = list(s[s.metric.isin(GRID_METRICS)].groupby(["model", "testset", "synthetic_class_mix", "metric", "filter",
-                                                          "pool"]))
+                                                          "pool", "generator"]))
     if not panels:
         return
     cols = 2
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 2.6 * rows), squeeze=False)
-    for ax, ((model, ts, mix, metric, filt, pool), g) in zip(axes.flat, panels):
+    for ax, ((model, ts, mix, metric, filt, pool, generator), g) in zip(axes.flat, panels):
         t = g.pivot_table(index="real_fraction", columns="ratio", values="mean").sort_index(ascending=False)
         im = ax.imshow(t.to_numpy(), vmin=metric_range(metric)[0], vmax=metric_range(metric)[1], cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(t.to_numpy()):
@@ -199,7 +211,8 @@ def plot_grid(s: pd.DataFrame, out_png: Path) -> None:
         ax.set(xticks=range(t.shape[1]), xticklabels=[f"{c:g}" for c in t.columns], yticks=range(t.shape[0]),
                yticklabels=[f"{r:g}" for r in t.index], xlabel="ratio", ylabel="real fraction",
                title=f"{model} {ts} {metric}" + ("" if mix == "match_real" else f" ({mix})")
-               + (" control" if pool == CONTROL else "") + f"\n{filter_title(filt)}")
+               + (" control" if pool == CONTROL else "") + f"\n{filter_title(filt)}"
+               + ("" if generator == LORA_GENERATOR else f"; {generator}"))
         ax.title.set_fontsize(8)
         fig.colorbar(im, ax=ax, fraction=0.04)
     for ax in list(axes.flat)[len(panels):]:

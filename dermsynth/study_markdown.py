@@ -8,7 +8,8 @@ import pandas as pd
 from dermsynth.arms import CONTROL, synthetic_efficiency
 from dermsynth.classify.metrics import METRICS
 from dermsynth.runs import GAP_METRICS
-from dermsynth.study_stats import MIN_REPLICATES_FOR_INTERVAL, metric_range, with_defaults
+from dermsynth.study_stats import MIN_REPLICATES_FOR_INTERVAL, REPLICATE, metric_range, paired_effect, with_defaults
+from dermsynth.synthetic_source import LORA_GENERATOR
 from dermsynth.testset_names import testset_name
 
 # class mixes whose synthetic part differs in class mix from the real part: origin then predicts the class
@@ -71,6 +72,63 @@ def _efficiency_lines(df: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+# what a comparison of generators at one ratio shows: the subgroup gaps they are meant to move, and AUROC
+GENERATOR_METRICS = GAP_METRICS + ("auc",)
+SAME_BUT_GENERATOR = ["model", "testset", "synthetic_class_mix", "pool", "real_fraction", "filter", "ratio", "metric"]
+
+
+def _reference(generators: list[str]) -> str:
+    """The generator the others are compared with: the one asking for the real mix of the most traits, else
+    the fixed prompts, else the first (generators sorted)."""
+    return max(generators, key=lambda g: (g.count("=match_real"), g == LORA_GENERATOR))
+
+
+def generator_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """Per cell that two or more generators share (same model, test set, condition, ratio > 0 and metric):
+    each generator's mean over replicates, and its paired difference to the reference generator on the
+    same replicates (mean, 95 % t-interval with 3+ pairs, t-test p): e.g. does asking for uniform skin
+    tones narrow the skin-tone AUROC gap against asking for the real mix?"""
+    df = with_defaults(df)
+    d = df[(df.ratio > 0) & df.metric.isin(GENERATOR_METRICS)]
+    rows = []
+    for key, g in d.groupby(SAME_BUT_GENERATOR, sort=True):
+        gens = sorted(g.generator.unique())
+        if len(gens) < 2:
+            continue
+        ref = _reference(gens)
+        lo, hi = metric_range(key[-1])
+        base = g[g.generator == ref][REPLICATE + ["value"]]
+        for gen in [ref] + [x for x in gens if x != ref]:
+            mine = g[g.generator == gen]
+            row = dict(zip(SAME_BUT_GENERATOR, key)) | {"generator": gen, "reference": ref, "replicates": len(mine),
+                                                         "mean": float(mine.value.mean())}
+            if gen != ref:
+                paired = mine.merge(base, on=REPLICATE, suffixes=("", "_ref"))
+                row |= paired_effect((paired.value - paired.value_ref).to_numpy(), hi - lo)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _generator_lines(df: pd.DataFrame) -> list[str]:
+    """The section comparing generators (generate.source / generate.attributes) at the same ratio."""
+    c = generator_comparison(df)
+    if c.empty:
+        return []
+    lines = ["## Generators compared at the same ratio", "",
+             "Each generator's mean over replicates, and its paired difference to the reference generator (the real "
+             "trait mix where one asked for it) on the same replicates [95 % t-interval], paired t-test p (not in the "
+             "Holm family above). The AUROC gaps are between the best and the worst patient group: a negative "
+             "difference means the generator narrowed the gap.", "",
+             "| model | test set | ratio | metric | generator | replicates | mean | difference to reference |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in c.itertuples(index=False):
+        diff = "reference" if r.generator == r.reference else _fmt_effect(pd.Series(
+            {"delta": r.delta, "delta_low": r.delta_low, "delta_high": r.delta_high, "p": r.p, "p_holm": math.nan}))
+        lines.append(f"| {r.model} | {testset_name(r.testset)} | {r.ratio:g} | {r.metric} | {r.generator} | "
+                     f"{r.replicates} | {r.mean:.3f} | {diff} |")
+    return lines + [""]
+
+
 def _fmt_effect(r: pd.Series) -> str:
     if math.isnan(r.delta):
         return ""
@@ -80,7 +138,7 @@ def _fmt_effect(r: pd.Series) -> str:
     elif not math.isnan(r.delta_low):
         cell += f" [{r.delta_low:+.3f}, {r.delta_high:+.3f}]"
     if not math.isnan(r.p):
-        cell += f" p={r.p:.2g}, Holm {r.p_holm:.2g}"
+        cell += f" p={r.p:.2g}" + (f", Holm {r.p_holm:.2g}" if not math.isnan(r.p_holm) else "")
     return cell
 
 
@@ -97,10 +155,12 @@ def markdown(df: pd.DataFrame, s: pd.DataFrame) -> str:
                   f"{MIN_REPLICATES_FOR_INTERVAL} to mean anything (with 2 it spans +-12.7 standard deviations)."]
     lines.append("")
     lines += _efficiency_lines(with_defaults(df))
-    for (model, ts, mix, pool, frac, filt), g in s.groupby(["model", "testset", "synthetic_class_mix", "pool",
-                                                           "real_fraction", "filter"]):
+    lines += _generator_lines(df)
+    for (model, ts, mix, pool, frac, filt, gen), g in s.groupby(["model", "testset", "synthetic_class_mix", "pool",
+                                                                "real_fraction", "filter", "generator"]):
         title = f"## {model} on {ts}" + CONFOUNDED.get(mix, "") + (
-            " (control arm: held-out real images in the synthetic slots)" if pool == CONTROL else "")
+            " (control arm: held-out real images in the synthetic slots)" if pool == CONTROL else "") + (
+            "" if gen == LORA_GENERATOR else f", generator {gen}")
         lines += [title + (f", real_fraction {frac:g}" if frac != 1.0 else "") + f", filter {filt}", "",
                   "| ratio | replicates | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
         by = {(r.ratio, r.metric): r for r in g.itertuples(index=False)}

@@ -11,12 +11,13 @@ from statsmodels.stats.multitest import multipletests
 from dermsynth.arms import SYNTHETIC, detectable_effect
 from dermsynth.classify.metrics import METRICS
 from dermsynth.runs import GAP_METRICS, Skipped, model_label, param, run_name
+from dermsynth.synthetic_source import LORA_GENERATOR
 from dermsynth.testset_names import testsets
 
-CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "pool", "real_fraction", "filter"]
+CONDITION = ["model", "testset", "metric", "synthetic_class_mix", "pool", "real_fraction", "filter", "generator"]
 REPLICATE = ["seed", "data_seed"]
 # one run's place in a study: its condition (less the per-row test set and metric), ratio and replicate
-CELL = ["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "filter", "pool"]
+CELL = ["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "filter", "pool", "generator"]
 MIN_REPLICATES_FOR_INTERVAL = 3
 GRID_METRICS = ("auc", "balanced_accuracy")
 
@@ -41,11 +42,12 @@ def _rows(runs: pd.DataFrame) -> pd.DataFrame:
                              "real_fraction": float(param(r, "real_fraction", 1.0)),
                              "synthetic_class_mix": str(param(r, "synthetic_class_mix", "balanced")),
                              "filter": f"{param(r, 'filter_policy', 'none')} {float(param(r, 'keep_fraction', 1.0)):g}",
+                             "generator": str(param(r, "generator", LORA_GENERATOR)),
                              # ratio 0 fills no slot: the same training set in both arms, one shared baseline
                              "pool": str(param(r, "pool", SYNTHETIC)) if ratio > 0 else SYNTHETIC,
                              "testset": ts, "metric": m, "value": float(v), "run_id": r["run_id"]})
     return pd.DataFrame(rows, columns=["model", "ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix",
-                                       "filter", "pool", "testset", "metric", "value", "run_id"])
+                                       "filter", "pool", "generator", "testset", "metric", "value", "run_id"])
 
 
 def tidy_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
@@ -101,9 +103,12 @@ def paired_effect(diff: np.ndarray, span: float, level: float = 0.95) -> dict:
 
 
 def with_defaults(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-run tables exported before the filter stage (every synthetic image) or the control arm."""
+    """Per-run tables exported before the filter stage (every synthetic image), the control arm or the
+    generator condition (the LoRAs with their fixed prompts)."""
     if "filter" not in df.columns:
         df = df.assign(filter="none 1")
+    if "generator" not in df.columns:
+        df = df.assign(generator=LORA_GENERATOR)
     return df if "pool" in df.columns else df.assign(pool=SYNTHETIC)
 
 
@@ -140,5 +145,6 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 def grid(s: pd.DataFrame) -> pd.DataFrame:
     """Mean of the grid metrics per (model, test set, mix) over ratio x real_fraction."""
     g = s[s.metric.isin(GRID_METRICS)]
-    return g.pivot_table(index=["model", "testset", "synthetic_class_mix", "pool", "filter", "metric", "real_fraction"],
+    return g.pivot_table(index=["model", "testset", "synthetic_class_mix", "pool", "filter", "generator", "metric",
+                                "real_fraction"],
                          columns="ratio", values="mean")

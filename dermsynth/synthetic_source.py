@@ -12,11 +12,24 @@ from pathlib import Path, PurePosixPath
 LORA_SOURCE = "models/lora"  # generate.source's default: the LoRAs train_lora@<class> makes, sampled as always
 # the pipeline's model outputs: a released set kept below them would be deleted or hashed as their content
 MODEL_OUTPUTS = "models"
+LORA_GENERATOR = "lora"  # the `generator` condition of runs on the LoRAs' fixed-prompt images (and of runs before it)
 
 
 def is_lora_source(source: str) -> bool:
     """Whether `generate.source` names the pipeline's own LoRAs (generate) rather than a released set (import)."""
     return source.strip() != "" and PurePosixPath(os.path.normpath(source.strip())).as_posix() == LORA_SOURCE
+
+
+def generator_condition(source: str, attributes: dict | None = None) -> str:
+    """Where a run's synthetic images came from, as a study condition (the MLflow param `generator`):
+    `lora` (the LoRAs, one fixed prompt per class), `lora skin_tone=uniform` (the LoRAs asked for traits by
+    `generate.attributes`, traits sorted) or the released set's path. Two generators at one ratio are two
+    conditions of a study, each against its own ratio-0 runs."""
+    if not is_lora_source(source):
+        return PurePosixPath(os.path.normpath(source.strip())).as_posix()
+    fmt = lambda spec: spec if isinstance(spec, str) else (  # noqa: E731
+        "{" + ", ".join(f"{k}: {float(v):g}" for k, v in sorted(spec.items())) + "}")
+    return " ".join([LORA_GENERATOR] + [f"{t}={fmt(spec)}" for t, spec in sorted((attributes or {}).items())])
 
 
 def visible_files(folder: Path):

@@ -194,7 +194,7 @@ def complete_run(model_dir: str | Path, metrics: dict[str, float], artifacts: li
 
 # the members' run params that place an ensemble's run in a study as they place a model's (dermsynth.study_stats)
 ENSEMBLE_CONDITION = ("ratio", "seed", "data_seed", "real_fraction", "synthetic_class_mix", "pool", "filter_policy",
-                      "keep_fraction", "schedule")
+                      "keep_fraction", "schedule", "generator")
 
 
 def ensemble_run(name: str, member_dirs: dict[str, Path], method: str, metrics: dict[str, float],

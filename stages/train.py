@@ -21,6 +21,7 @@ from dermsynth.errors import UserError
 from dermsynth.files import write_json
 from dermsynth.filter import kept_images
 from dermsynth.params import check_model_names
+from dermsynth.synthetic_source import generator_condition
 from dermsynth.tracking import CONDITION_TAG, MODEL_TAG, RUN_FILE, condition_key, model_digest, start_run
 from stages._common import main, relaunch, under_launcher
 
@@ -71,7 +72,8 @@ def run(params: dict) -> None:
                   "real_fraction": mix_cfg.real_fraction, "synthetic_class_mix": mix_cfg.synthetic_class_mix,
                   "pool": mix_cfg.pool, "mixing": vars(mix_cfg), "counts": counts, "processes": processes,
                   "filter_policy": params["filter"]["policy"], "keep_fraction": params["filter"]["keep_fraction"],
-                  "synthetic_kept": len(synthetic), "init": "pretrained" if cfg.pretrained_file else "random",
+                  "synthetic_kept": len(synthetic),
+                  "generator": generator_condition(params["generate"]["source"], params["generate"]["attributes"]), "init": "pretrained" if cfg.pretrained_file else "random",
                   **vars(cfg)}
     run_name = short_run_name(name, ratio, cfg.seed, mix_cfg.real_fraction, mix_cfg.pool, cfg.schedule)
     if not cfg.pretrained_file:  # offline nothing is downloaded: say it, in the log, the run and the card
