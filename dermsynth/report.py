@@ -1,6 +1,7 @@
 """The ratio study: every MLflow run's test metrics against `ratio`, per model and test set.
 
-A condition is (model, test set, metric, synthetic class mix, real fraction); within it:
+A condition is (model, test set, metric, synthetic class mix, real fraction, filter, pool, generator);
+within it:
 
 - level at each ratio: mean over the replicates (seed, data_seed) with a 95 % t-interval computed
   on the logit scale of the metric's range and mapped back, so it stays inside [0, 1] ([0, 0.2]
